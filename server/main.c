@@ -1,0 +1,361 @@
+/* lookaside-server: flags, signals, wiring. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc.h>
+
+#include "discovery.h"
+#include "log.h"
+#include "registry.h"
+#include "rpc.h"
+#include "services.h"
+#include "storage.h"
+
+#define MAX_DISCOVER 64
+#define MAX_METHODS 16
+
+typedef struct flags {
+    const char *listen;
+    const char *db;
+    const char *discover[MAX_DISCOVER];
+    int n_discover;
+    int64_t dns_refresh_ms;
+    const char *token_file;
+    const char *policy;
+    size_t max_streams_per_peer;
+    size_t max_message_bytes;
+    size_t max_report_bytes;
+    uint32_t grpclb_stats_ms;
+    registry_config rc;
+} flags;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: lookaside-server [options]\n"
+            "  --listen HOST:PORT          address to serve on (default 127.0.0.1:7411; port 0 = any)\n"
+            "  --db PATH                   sqlite database (default ./lookaside.db)\n"
+            "  --discover SVC=dns://[DNS-SERVER:PORT]/NAME:PORT\n"
+            "                              also find SVC's backends in DNS (repeatable)\n"
+            "  --dns-refresh-ms N          DNS poll period (default 5000)\n"
+            "  --report-interval-ms N      report interval asked of backends (default 1000)\n"
+            "  --evict-intervals N         missed intervals before eviction (default 3)\n"
+            "  --push-delay-ms N           coalescing window before a push (default 5)\n"
+            "  --weight-period-ms N        weight recompute period (default 1000)\n"
+            "  --policy NAME               weight policy: a58 (default) or equal\n"
+            "  --max-backends N            backends per service (default 10000)\n"
+            "  --max-services N            services (default 10000)\n"
+            "  --max-streams-per-peer N    live streams per client host (default 20000)\n"
+            "  --max-message-bytes N       largest request accepted (default 65536)\n"
+            "  --max-report-bytes N        largest LoadReport accepted (default 4096)\n"
+            "  --grpclb-stats-ms N         grpclb client stats interval (default 1000)\n"
+            "  --report-token-file PATH    per-service report credentials (SERVICE CRED lines)\n"
+            "  --log-level LEVEL           debug, info, warn, error (default info)\n"
+            "  --help, --version\n");
+}
+
+static bool parse_num(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *s == '\0' || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse_flags(int argc, char **argv, flags *f)
+{
+    enum { F_LISTEN = 1, F_DB, F_DISCOVER, F_DNS_REFRESH, F_REPORT_INTERVAL, F_EVICT, F_PUSH,
+           F_WEIGHT, F_POLICY, F_MAXB, F_MAXS, F_MAXPEER, F_MAXMSG, F_MAXREP, F_LBSTATS,
+           F_TOKENS, F_LOG, F_HELP, F_VERSION };
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, F_LISTEN},
+        {"db", required_argument, 0, F_DB},
+        {"discover", required_argument, 0, F_DISCOVER},
+        {"dns-refresh-ms", required_argument, 0, F_DNS_REFRESH},
+        {"report-interval-ms", required_argument, 0, F_REPORT_INTERVAL},
+        {"evict-intervals", required_argument, 0, F_EVICT},
+        {"push-delay-ms", required_argument, 0, F_PUSH},
+        {"weight-period-ms", required_argument, 0, F_WEIGHT},
+        {"policy", required_argument, 0, F_POLICY},
+        {"max-backends", required_argument, 0, F_MAXB},
+        {"max-services", required_argument, 0, F_MAXS},
+        {"max-streams-per-peer", required_argument, 0, F_MAXPEER},
+        {"max-message-bytes", required_argument, 0, F_MAXMSG},
+        {"max-report-bytes", required_argument, 0, F_MAXREP},
+        {"grpclb-stats-ms", required_argument, 0, F_LBSTATS},
+        {"report-token-file", required_argument, 0, F_TOKENS},
+        {"log-level", required_argument, 0, F_LOG},
+        {"help", no_argument, 0, F_HELP},
+        {"version", no_argument, 0, F_VERSION},
+        {0, 0, 0, 0}};
+    int c;
+    long long v;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case F_LISTEN: f->listen = optarg; break;
+        case F_DB: f->db = optarg; break;
+        case F_DISCOVER:
+            if (f->n_discover == MAX_DISCOVER) {
+                fprintf(stderr, "lookaside-server: at most %d --discover flags\n", MAX_DISCOVER);
+                return 2;
+            }
+            f->discover[f->n_discover++] = optarg;
+            break;
+        case F_DNS_REFRESH:
+            ok = parse_num(optarg, 100, 86400000, &v);
+            f->dns_refresh_ms = v;
+            break;
+        case F_REPORT_INTERVAL:
+            ok = parse_num(optarg, 50, 600000, &v);
+            f->rc.report_interval_ms = (uint32_t)v;
+            break;
+        case F_EVICT:
+            ok = parse_num(optarg, 1, 1000, &v);
+            f->rc.evict_intervals = (uint32_t)v;
+            break;
+        case F_PUSH:
+            ok = parse_num(optarg, 0, 10000, &v);
+            f->rc.push_delay_ms = v;
+            break;
+        case F_WEIGHT:
+            ok = parse_num(optarg, 10, 600000, &v);
+            f->rc.weight_period_ms = v;
+            break;
+        case F_POLICY: f->policy = optarg; break;
+        case F_MAXB:
+            ok = parse_num(optarg, 1, 1000000, &v);
+            f->rc.max_backends = (uint32_t)v;
+            break;
+        case F_MAXS:
+            ok = parse_num(optarg, 1, 1000000, &v);
+            f->rc.max_services = (uint32_t)v;
+            break;
+        case F_MAXPEER:
+            ok = parse_num(optarg, 1, 10000000, &v);
+            f->max_streams_per_peer = (size_t)v;
+            break;
+        case F_MAXMSG:
+            ok = parse_num(optarg, 1024, 64 << 20, &v);
+            f->max_message_bytes = (size_t)v;
+            break;
+        case F_MAXREP:
+            ok = parse_num(optarg, 64, 1 << 20, &v);
+            f->max_report_bytes = (size_t)v;
+            break;
+        case F_LBSTATS:
+            ok = parse_num(optarg, 1000, 3600000, &v);
+            f->grpclb_stats_ms = (uint32_t)v;
+            break;
+        case F_TOKENS: f->token_file = optarg; break;
+        case F_LOG: {
+            int lvl = log_level_parse(optarg);
+            if (lvl < 0)
+                ok = false;
+            else
+                log_set_level((enum log_level)lvl);
+            break;
+        }
+        case F_HELP: usage(stdout); return 0;
+        case F_VERSION: printf("lookaside-server %s\n", LOOKASIDE_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "lookaside-server: bad value for --%s: %s\n", opts[c - 1].name, optarg);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "lookaside-server: unexpected argument: %s\n", argv[optind]);
+        return 2;
+    }
+    return -1;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    loop_stop_async();
+}
+
+typedef struct dns_glue {
+    registry *reg;
+} dns_glue;
+
+static void on_dns(void *arg, const char *service, lookaside_status st, const la_addr *addrs,
+                   size_t n)
+{
+    dns_glue *g = arg;
+    if (st != LOOKASIDE_OK) {
+        log_warn("discovery", "%s: lookup failed (%s); keeping the last known set", service,
+                 lookaside_status_str(st));
+        return;
+    }
+    registry_dns_update(g->reg, service, addrs, n);
+}
+
+static int64_t dns_poll(loop *l, void *arg, int64_t now)
+{
+    (void)l;
+    discovery *d = arg;
+    discovery_process(d, now);
+    return discovery_next_deadline_ms(d, clock_mono_ms());
+}
+
+int main(int argc, char **argv)
+{
+    flags f;
+    memset(&f, 0, sizeof f);
+    f.listen = "127.0.0.1:7411";
+    f.db = "./lookaside.db";
+    f.dns_refresh_ms = 5000;
+    f.max_streams_per_peer = 20000;
+    f.max_message_bytes = 65536;
+    f.max_report_bytes = 4096;
+    f.grpclb_stats_ms = 1000;
+    registry_config_default(&f.rc);
+    int rc = parse_flags(argc, argv, &f);
+    if (rc >= 0)
+        return rc;
+    if (f.policy) {
+        f.rc.policy = weights_policy_find(f.policy);
+        if (f.rc.policy == NULL) {
+            fprintf(stderr, "lookaside-server: unknown --policy %s\n", f.policy);
+            return 2;
+        }
+    }
+    /* Validate every --discover before touching anything. */
+    char dsvc[MAX_DISCOVER][256], dtgt[MAX_DISCOVER][512];
+    for (int i = 0; i < f.n_discover; i++) {
+        char err[256];
+        if (discovery_parse_spec(f.discover[i], dsvc[i], sizeof dsvc[i], dtgt[i], sizeof dtgt[i],
+                                 err, sizeof err) != LOOKASIDE_OK) {
+            fprintf(stderr, "lookaside-server: --discover %s: %s\n", f.discover[i], err);
+            return 2;
+        }
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int exit_code = 1;
+    storage *st = NULL;
+    loop *l = NULL;
+    registry *reg = NULL;
+    rpc_server *srv = NULL;
+    discovery *disc = NULL;
+    auth *au = NULL;
+    server_ctx ctx;
+    rpc_method methods[MAX_METHODS];
+    dns_glue glue;
+    memset(&ctx, 0, sizeof ctx);
+
+    if (f.token_file) {
+        char err[300];
+        if (auth_load(f.token_file, &au, err, sizeof err) != LOOKASIDE_OK) {
+            fprintf(stderr, "lookaside-server: %s\n", err);
+            return 2;
+        }
+    }
+    lookaside_status s = storage_open(f.db, &st);
+    if (s != LOOKASIDE_OK) {
+        log_error("main", "cannot open database: %s", storage_open_error());
+        auth_destroy(au);
+        return 1;
+    }
+    grpc_init();
+    if (loop_create(&l) != LOOKASIDE_OK)
+        goto out;
+    if (registry_create(l, st, &f.rc, &reg) != LOOKASIDE_OK)
+        goto out;
+    ctx.reg = reg;
+    ctx.auth = au;
+    ctx.max_report_bytes = f.max_report_bytes;
+    ctx.max_request_bytes = f.max_message_bytes;
+    ctx.grpclb_stats_ms = f.grpclb_stats_ms;
+    ctx.grpclb_max_entries = 1000;
+    size_t nm = 0;
+    nm += balancer_methods(&ctx, methods + nm);
+    nm += report_methods(&ctx, methods + nm);
+    nm += health_methods(&ctx, methods + nm);
+    nm += admin_methods(&ctx, methods + nm);
+#ifdef LOOKASIDE_HAVE_GRPCLB
+    nm += grpclb_methods(&ctx, methods + nm);
+#endif
+    rpc_options ro = {.max_message_bytes = f.max_message_bytes,
+                      .accepts_per_method = 8,
+                      .max_streams_per_peer = f.max_streams_per_peer};
+    if (rpc_server_create(l, &ro, methods, nm, &srv) != LOOKASIDE_OK)
+        goto out;
+    int port = rpc_server_bind(srv, f.listen);
+    if (port <= 0) {
+        log_error("main", "cannot listen on %s", f.listen);
+        goto out;
+    }
+    if (f.n_discover > 0) {
+        if (discovery_create(&disc) != LOOKASIDE_OK)
+            goto out;
+        glue.reg = reg;
+        for (int i = 0; i < f.n_discover; i++) {
+            char err[256];
+            if (discovery_add(disc, dsvc[i], dtgt[i], f.dns_refresh_ms, on_dns, &glue, err,
+                              sizeof err) != LOOKASIDE_OK) {
+                log_error("main", "--discover %s: %s", f.discover[i], err);
+                goto out;
+            }
+        }
+        loop_set_poll(l, dns_poll, disc);
+    }
+    if (rpc_server_start(srv) != LOOKASIDE_OK)
+        goto out;
+    {
+        /* Tests read this exact line to find the port. */
+        char host[256];
+        const char *colon = strrchr(f.listen, ':');
+        size_t hl = colon ? (size_t)(colon - f.listen) : strlen(f.listen);
+        if (hl >= sizeof host)
+            hl = sizeof host - 1;
+        memcpy(host, f.listen, hl);
+        host[hl] = '\0';
+        log_info("main", "listening on %s:%d (db %s, sqlite %s, policy %s)", host, port, f.db,
+                 storage_sqlite_version(), f.rc.policy->name);
+    }
+    loop_run(l);
+    log_info("main", "shutting down");
+    ctx.shutting_down = true;
+    exit_code = 0;
+out:
+    if (disc) {
+        loop_set_poll(l, NULL, NULL);
+        discovery_destroy(disc);
+    }
+    if (srv) {
+        rpc_server_shutdown(srv, 2000);
+        rpc_server_destroy(srv);
+    }
+    registry_destroy(reg);
+    loop_destroy(l);
+    s = storage_flush(st);
+    if (s != LOOKASIDE_OK) {
+        log_error("main", "final flush failed: %s", storage_errmsg(st));
+        exit_code = 1;
+    }
+    storage_close(st);
+    auth_destroy(au);
+    grpc_shutdown();
+    log_info("main", "stopped");
+    return exit_code;
+}

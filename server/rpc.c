@@ -1,0 +1,607 @@
+#include "rpc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "log.h"
+#include "pbio.h"
+#include "status.h"
+#include "util.h"
+
+enum { OP_CLOSE, OP_RECV, OP_SEND, OP_STATUS, OP_COUNT };
+
+typedef struct rpc_op {
+    loop_tag tag;
+    rpc_call *call;
+} rpc_op;
+
+struct rpc_call {
+    rpc_server *srv;
+    const rpc_method *m;
+    grpc_call *call;
+    rpc_op ops[OP_COUNT];
+    int pending;               /* batches in flight */
+    int cancelled;             /* out-param of RECV_CLOSE_ON_SERVER */
+    bool closed;               /* on_close delivered */
+    bool md_sent, sending, receiving, half_closed;
+    bool finish_requested, status_posted;
+    grpc_status_code fin_code;
+    char *fin_msg;
+    grpc_byte_buffer *send_bb;
+    grpc_byte_buffer *recv_bb;
+    char *peer;
+    char peer_host[64];
+    bool counted;              /* holds a per-peer stream slot */
+    void *user;
+    rpc_call *prev, *next;
+};
+
+typedef struct rpc_accept {
+    loop_tag tag;
+    rpc_server *srv;
+    const rpc_method *m;
+    void *reg;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+} rpc_accept;
+
+/* Live streaming calls per peer host, for the per-peer cap. */
+typedef struct peer_count {
+    char host[64];
+    size_t n;
+    struct peer_count *next;
+} peer_count;
+#define PEER_BUCKETS 1024
+
+struct rpc_server {
+    peer_count *peers[PEER_BUCKETS];
+    loop *l;
+    grpc_server *server;
+    const rpc_method *methods;
+    size_t n_methods;
+    void **regs;
+    rpc_options opt;
+    rpc_call *live;
+    size_t n_live;
+    size_t n_accepts;      /* outstanding accept contexts */
+    bool shutting_down;
+    bool shutdown_done;
+    bool started;
+    loop_tag shutdown_tag;
+};
+
+static void call_maybe_free(rpc_call *c);
+static void post_status(rpc_call *c);
+static void post_recv(rpc_call *c);
+
+/* ------------------------------------------------------------------ batches */
+
+static bool start_batch(rpc_call *c, int kind, grpc_op *ops, size_t n)
+{
+    grpc_call_error err = grpc_call_start_batch(c->call, ops, n, &c->ops[kind].tag, NULL);
+    if (err != GRPC_CALL_OK) {
+        /* No completion will be posted for a failed batch. */
+        log_error("rpc", "%s: start_batch(kind %d) failed: %d", c->m->path, kind, (int)err);
+        return false;
+    }
+    c->pending++;
+    return true;
+}
+
+static void post_status(rpc_call *c)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (!c->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        n++;
+        c->md_sent = true;
+    }
+    grpc_slice details = grpc_slice_from_copied_string(c->fin_msg ? c->fin_msg : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = c->fin_code;
+    ops[n].data.send_status_from_server.status_details = c->fin_msg ? &details : NULL;
+    n++;
+    c->status_posted = true;
+    start_batch(c, OP_STATUS, ops, n);
+    grpc_slice_unref(details);
+}
+
+static bool post_send(rpc_call *c, grpc_byte_buffer *bb, bool with_status)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (!c->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        n++;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = bb;
+    n++;
+    if (with_status) {
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+        n++;
+    }
+    if (!start_batch(c, OP_SEND, ops, n)) {
+        grpc_byte_buffer_destroy(bb);
+        return false;
+    }
+    c->md_sent = true;
+    c->sending = true;
+    c->send_bb = bb;
+    if (with_status) {
+        c->finish_requested = true;
+        c->status_posted = true;
+    }
+    return true;
+}
+
+static void post_recv(rpc_call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_bb;
+    if (start_batch(c, OP_RECV, &op, 1))
+        c->receiving = true;
+}
+
+/* --------------------------------------------------------------- completions */
+
+static void on_close_done(loop_tag *t, bool ok)
+{
+    rpc_call *c = ((rpc_op *)t)->call;
+    (void)ok;
+    c->pending--;
+    c->closed = true;
+    if (c->m->on_close)
+        c->m->on_close(c, c->cancelled != 0);
+    call_maybe_free(c);
+}
+
+static void deliver(rpc_call *c, grpc_byte_buffer *bb)
+{
+    ProtobufCMessage *msg = NULL;
+    lookaside_status st = pbio_unpack(c->m->req_desc, bb, c->m->max_req_bytes, &msg);
+    if (st == LOOKASIDE_ETOOBIG) {
+        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "message of %zu bytes is over the %zu-byte cap",
+                   grpc_byte_buffer_length(bb), c->m->max_req_bytes);
+        return;
+    }
+    if (st != LOOKASIDE_OK) {
+        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "undecodable %s message",
+                   c->m->req_desc->name);
+        return;
+    }
+    c->m->on_message(c, msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void on_recv_done(loop_tag *t, bool ok)
+{
+    rpc_call *c = ((rpc_op *)t)->call;
+    grpc_byte_buffer *bb = c->recv_bb;
+    c->recv_bb = NULL;
+    c->pending--;
+    c->receiving = false;
+    if (!c->closed && !c->finish_requested) {
+        if (!ok || bb == NULL) {
+            c->half_closed = true;
+            c->m->on_message(c, NULL);
+        } else {
+            deliver(c, bb);
+            if (!c->closed && !c->finish_requested && !c->half_closed)
+                post_recv(c);
+        }
+    }
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+    call_maybe_free(c);
+}
+
+static void on_send_done(loop_tag *t, bool ok)
+{
+    rpc_call *c = ((rpc_op *)t)->call;
+    c->pending--;
+    c->sending = false;
+    grpc_byte_buffer_destroy(c->send_bb);
+    c->send_bb = NULL;
+    if (c->finish_requested && !c->status_posted && !c->closed)
+        post_status(c);
+    else if (!c->closed && !c->finish_requested && c->m->on_send_done)
+        c->m->on_send_done(c, ok);
+    call_maybe_free(c);
+}
+
+static void on_status_done(loop_tag *t, bool ok)
+{
+    rpc_call *c = ((rpc_op *)t)->call;
+    (void)ok;
+    c->pending--;
+    call_maybe_free(c);
+}
+
+static peer_count **peer_slot(rpc_server *s, const char *host)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = host; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    peer_count **pp = &s->peers[h % PEER_BUCKETS];
+    while (*pp && strcmp((*pp)->host, host) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Takes a stream slot for c's peer; false when the peer is at the cap. */
+static bool peer_take(rpc_server *s, rpc_call *c)
+{
+    peer_count **pp = peer_slot(s, c->peer_host);
+    if (*pp == NULL) {
+        peer_count *pc = calloc(1, sizeof *pc);
+        if (pc == NULL)
+            return false;
+        snprintf(pc->host, sizeof pc->host, "%s", c->peer_host);
+        *pp = pc;
+    }
+    if (s->opt.max_streams_per_peer && (*pp)->n >= s->opt.max_streams_per_peer)
+        return false;
+    (*pp)->n++;
+    c->counted = true;
+    return true;
+}
+
+static void peer_release(rpc_server *s, rpc_call *c)
+{
+    if (!c->counted)
+        return;
+    peer_count **pp = peer_slot(s, c->peer_host);
+    if (*pp && --(*pp)->n == 0) {
+        peer_count *pc = *pp;
+        *pp = pc->next;
+        free(pc);
+    }
+    c->counted = false;
+}
+
+static void call_maybe_free(rpc_call *c)
+{
+    if (c->pending > 0 || !c->closed)
+        return;
+    rpc_server *s = c->srv;
+    peer_release(s, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_live--;
+    grpc_call_unref(c->call);
+    if (c->peer)
+        gpr_free(c->peer);
+    free(c->fin_msg);
+    free(c);
+}
+
+/* ------------------------------------------------------------------- accept */
+
+static void accept_arm(rpc_accept *a);
+
+static void peer_host_from(const char *peer, char *out, size_t len)
+{
+    const char *p = peer;
+    if (strncmp(p, "ipv4:", 5) == 0 || strncmp(p, "ipv6:", 5) == 0)
+        p += 5;
+    const char *colon = strrchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    if (n >= len)
+        n = len - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+static void on_accept(loop_tag *t, bool ok)
+{
+    rpc_accept *a = (rpc_accept *)t;
+    rpc_server *s = a->srv;
+    if (!ok || s->shutting_down) {
+        if (a->call)
+            grpc_call_unref(a->call);
+        if (a->payload)
+            grpc_byte_buffer_destroy(a->payload);
+        grpc_metadata_array_destroy(&a->md);
+        s->n_accepts--;
+        free(a);
+        return;
+    }
+    rpc_call *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        log_error("rpc", "out of memory accepting %s", a->m->path);
+        grpc_call_cancel_with_status(a->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+        grpc_call_unref(a->call);
+        if (a->payload)
+            grpc_byte_buffer_destroy(a->payload);
+        a->call = NULL;
+        a->payload = NULL;
+        accept_arm(a);
+        return;
+    }
+    c->srv = s;
+    c->m = a->m;
+    c->call = a->call;
+    for (int i = 0; i < OP_COUNT; i++)
+        c->ops[i].call = c;
+    c->ops[OP_CLOSE].tag.fn = on_close_done;
+    c->ops[OP_RECV].tag.fn = on_recv_done;
+    c->ops[OP_SEND].tag.fn = on_send_done;
+    c->ops[OP_STATUS].tag.fn = on_status_done;
+    c->peer = grpc_call_get_peer(c->call);
+    peer_host_from(c->peer ? c->peer : "", c->peer_host, sizeof c->peer_host);
+    c->next = s->live;
+    if (s->live)
+        s->live->prev = c;
+    s->live = c;
+    s->n_live++;
+    grpc_byte_buffer *payload = a->payload;
+    a->call = NULL;
+    a->payload = NULL;
+    grpc_metadata_array_destroy(&a->md);
+    accept_arm(a);
+
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    if (!start_batch(c, OP_CLOSE, &op, 1)) {
+        /* Without the close op we would never learn the call ended. */
+        grpc_call_cancel(c->call, NULL);
+        c->closed = true;
+        if (payload)
+            grpc_byte_buffer_destroy(payload);
+        call_maybe_free(c);
+        return;
+    }
+    if (c->m->kind != RPC_UNARY && !peer_take(s, c)) {
+        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many streams from %s (limit %zu)",
+                   c->peer_host, s->opt.max_streams_per_peer);
+    } else if (c->m->kind == RPC_BIDI) {
+        if (c->m->on_start)
+            c->m->on_start(c, NULL);
+        if (!c->finish_requested && !c->closed)
+            post_recv(c);
+    } else if (payload == NULL) {
+        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
+    } else {
+        ProtobufCMessage *req = NULL;
+        lookaside_status st = pbio_unpack(c->m->req_desc, payload, c->m->max_req_bytes, &req);
+        if (st == LOOKASIDE_ETOOBIG)
+            rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "request of %zu bytes is over the %zu-byte cap",
+                       grpc_byte_buffer_length(payload), c->m->max_req_bytes);
+        else if (st != LOOKASIDE_OK)
+            rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "undecodable %s request",
+                       c->m->req_desc->name);
+        else {
+            c->m->on_start(c, req);
+            protobuf_c_message_free_unpacked(req, NULL);
+        }
+    }
+    if (payload)
+        grpc_byte_buffer_destroy(payload);
+}
+
+static void accept_arm(rpc_accept *a)
+{
+    rpc_server *s = a->srv;
+    grpc_metadata_array_init(&a->md);
+    grpc_call_error err = grpc_server_request_registered_call(
+        s->server, a->reg, &a->call, &a->deadline, &a->md,
+        a->m->kind == RPC_BIDI ? NULL : &a->payload, loop_cq(s->l), loop_cq(s->l), &a->tag);
+    if (err != GRPC_CALL_OK) {
+        log_error("rpc", "request_registered_call(%s) failed: %d", a->m->path, (int)err);
+        grpc_metadata_array_destroy(&a->md);
+        s->n_accepts--;
+        free(a);
+    }
+}
+
+/* ------------------------------------------------------------------- server */
+
+lookaside_status rpc_server_create(loop *l, const rpc_options *opt, const rpc_method *methods,
+                                   size_t n, rpc_server **out)
+{
+    rpc_server *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return LOOKASIDE_ENOMEM;
+    s->regs = calloc(n, sizeof *s->regs);
+    if (s->regs == NULL) {
+        free(s);
+        return LOOKASIDE_ENOMEM;
+    }
+    s->l = l;
+    s->opt = *opt;
+    if (s->opt.accepts_per_method <= 0)
+        s->opt.accepts_per_method = 4;
+    s->methods = methods;
+    s->n_methods = n;
+    grpc_arg args[2];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)opt->max_message_bytes;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[1].value.integer = 0;
+    grpc_channel_args cargs = {2, args};
+    s->server = grpc_server_create(&cargs, NULL);
+    grpc_server_register_completion_queue(s->server, loop_cq(l), NULL);
+    for (size_t i = 0; i < n; i++) {
+        s->regs[i] = grpc_server_register_method(
+            s->server, methods[i].path, NULL,
+            methods[i].kind == RPC_BIDI ? GRPC_SRM_PAYLOAD_NONE
+                                        : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            0);
+        if (s->regs[i] == NULL) {
+            log_error("rpc", "cannot register %s", methods[i].path);
+            grpc_server_destroy(s->server);
+            free(s->regs);
+            free(s);
+            return LOOKASIDE_EINTERNAL;
+        }
+    }
+    *out = s;
+    return LOOKASIDE_OK;
+}
+
+int rpc_server_bind(rpc_server *s, const char *addr)
+{
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(s->server, addr, creds);
+    grpc_server_credentials_release(creds);
+    return port;
+}
+
+static void on_shutdown_done(loop_tag *t, bool ok)
+{
+    (void)ok;
+    rpc_server *s = (rpc_server *)((char *)t - offsetof(rpc_server, shutdown_tag));
+    s->shutdown_done = true;
+}
+
+lookaside_status rpc_server_start(rpc_server *s)
+{
+    grpc_server_start(s->server);
+    s->started = true;
+    for (size_t i = 0; i < s->n_methods; i++) {
+        for (int k = 0; k < s->opt.accepts_per_method; k++) {
+            rpc_accept *a = calloc(1, sizeof *a);
+            if (a == NULL)
+                return LOOKASIDE_ENOMEM;
+            a->tag.fn = on_accept;
+            a->srv = s;
+            a->m = &s->methods[i];
+            a->reg = s->regs[i];
+            s->n_accepts++;
+            accept_arm(a);
+        }
+    }
+    return LOOKASIDE_OK;
+}
+
+void rpc_server_shutdown(rpc_server *s, int64_t grace_ms)
+{
+    if (s->shutting_down)
+        return;
+    s->shutting_down = true;
+    for (rpc_call *c = s->live; c; c = c->next)
+        if (!c->closed && !c->finish_requested)
+            rpc_finish(c, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+    s->shutdown_tag.fn = on_shutdown_done;
+    grpc_server_shutdown_and_notify(s->server, loop_cq(s->l), &s->shutdown_tag);
+    int64_t until = clock_mono_ms() + grace_ms;
+    while ((s->n_live > 0 || !s->shutdown_done) && clock_mono_ms() < until)
+        loop_once(s->l, 20);
+    grpc_server_cancel_all_calls(s->server);
+    until = clock_mono_ms() + 5000;
+    while ((s->n_live > 0 || !s->shutdown_done || s->n_accepts > 0) && clock_mono_ms() < until)
+        loop_once(s->l, 20);
+    if (s->n_live > 0 || !s->shutdown_done)
+        log_warn("rpc", "shutdown: %zu calls still live", s->n_live);
+}
+
+void rpc_server_destroy(rpc_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->server)
+        grpc_server_destroy(s->server);
+    for (size_t i = 0; i < PEER_BUCKETS; i++)
+        for (peer_count *pc = s->peers[i], *next; pc; pc = next) {
+            next = pc->next;
+            free(pc);
+        }
+    free(s->regs);
+    free(s);
+}
+
+size_t rpc_server_live_calls(const rpc_server *s) { return s->n_live; }
+
+/* --------------------------------------------------------------------- call */
+
+bool rpc_send_buffer(rpc_call *c, grpc_byte_buffer *bb)
+{
+    if (c->closed || c->finish_requested || c->sending)
+        return false;
+    return post_send(c, grpc_byte_buffer_copy(bb), false);
+}
+
+bool rpc_send(rpc_call *c, const ProtobufCMessage *msg)
+{
+    if (c->closed || c->finish_requested || c->sending)
+        return false;
+    grpc_byte_buffer *bb = pbio_pack(msg);
+    if (bb == NULL)
+        return false;
+    return post_send(c, bb, false);
+}
+
+bool rpc_send_in_flight(const rpc_call *c) { return c->sending; }
+
+void rpc_reply(rpc_call *c, const ProtobufCMessage *msg)
+{
+    if (c->closed || c->finish_requested || c->sending)
+        return;
+    grpc_byte_buffer *bb = pbio_pack(msg);
+    if (bb == NULL) {
+        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    post_send(c, bb, true);
+}
+
+void rpc_reply_buffer(rpc_call *c, grpc_byte_buffer *bb)
+{
+    if (c->closed || c->finish_requested || c->sending)
+        return;
+    post_send(c, grpc_byte_buffer_copy(bb), true);
+}
+
+void rpc_finish(rpc_call *c, grpc_status_code code, const char *fmt, ...)
+{
+    if (c->closed || c->finish_requested)
+        return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    c->finish_requested = true;
+    c->fin_code = code;
+    c->fin_msg = strdup(buf);
+    if (code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE)
+        log_warn("rpc", "%s from %s: status %d: %s", c->m->path, c->peer ? c->peer : "?",
+                 (int)code, buf);
+    else if (code != GRPC_STATUS_OK)
+        log_debug("rpc", "%s from %s: status %d: %s", c->m->path, c->peer ? c->peer : "?",
+                  (int)code, buf);
+    if (!c->sending)
+        post_status(c);
+}
+
+bool rpc_finished(const rpc_call *c) { return c->closed || c->finish_requested; }
+void rpc_set_user(rpc_call *c, void *user) { c->user = user; }
+void *rpc_user(const rpc_call *c) { return c->user; }
+void *rpc_method_ctx(const rpc_call *c) { return c->m->ctx; }
+const char *rpc_method_path(const rpc_call *c) { return c->m->path; }
+const char *rpc_peer(const rpc_call *c) { return c->peer ? c->peer : "?"; }
+const char *rpc_peer_host(const rpc_call *c) { return c->peer_host; }

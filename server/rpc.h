@@ -1,0 +1,100 @@
+/* rpc.h - the server's gRPC call layer: the only server code that calls
+ * grpc_call_start_batch or touches byte buffers (through common/pbio).
+ *
+ * A method table (rpc_method) maps a full method path to handlers. The layer
+ * accepts calls, decodes requests (refusing oversize ones with
+ * RESOURCE_EXHAUSTED and undecodable ones with INVALID_ARGUMENT, logged),
+ * keeps at most one send and one receive in flight per call, and tells the
+ * handler once, through on_close, that the call is over.
+ *
+ * Threads: everything runs on the loop thread.
+ * Ownership: the layer owns rpc_call; a handler may keep a pointer to it
+ * until its on_close returns, never after. Received messages passed to
+ * handlers are owned by the layer and freed when the handler returns. */
+#ifndef LA_RPC_H
+#define LA_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "loop.h"
+
+typedef struct rpc_server rpc_server;
+typedef struct rpc_call rpc_call;
+
+typedef enum rpc_kind {
+    RPC_UNARY,          /* request -> response */
+    RPC_SERVER_STREAM,  /* request -> stream of responses */
+    RPC_BIDI            /* stream <-> stream */
+} rpc_kind;
+
+typedef struct rpc_method {
+    const char *path;  /* "/package.Service/Method" */
+    rpc_kind kind;
+    const ProtobufCMessageDescriptor *req_desc;
+    size_t max_req_bytes;
+    void *ctx;         /* handler context, rpc_method_ctx() */
+    /* Unary and server-streaming: the decoded request. Bidi: req is NULL;
+     * messages arrive through on_message. */
+    void (*on_start)(rpc_call *c, const ProtobufCMessage *req);
+    /* Bidi only: one decoded message; msg NULL means the peer half-closed.
+     * The next receive is posted after this returns unless the call has
+     * been finished. */
+    void (*on_message)(rpc_call *c, const ProtobufCMessage *msg);
+    /* A send finished (ok false: the call is breaking). */
+    void (*on_send_done)(rpc_call *c, bool ok);
+    /* The call is over (peer gone, cancelled, or finished by us). */
+    void (*on_close)(rpc_call *c, bool cancelled);
+} rpc_method;
+
+typedef struct rpc_options {
+    size_t max_message_bytes;    /* transport-wide receive cap */
+    int accepts_per_method;      /* outstanding accepts per method */
+    size_t max_streams_per_peer; /* live streaming calls per peer host; 0 = no cap */
+} rpc_options;
+
+/* Creates a server (not started) with methods[0..n) registered. The method
+ * table must outlive the server. */
+lookaside_status rpc_server_create(loop *l, const rpc_options *opt, const rpc_method *methods,
+                                   size_t n, rpc_server **out);
+/* Binds HOST:PORT (port 0: ephemeral). Returns the bound port, 0 on error. */
+int rpc_server_bind(rpc_server *s, const char *addr);
+lookaside_status rpc_server_start(rpc_server *s);
+/* Finishes every live call with UNAVAILABLE, stops accepting, waits (by
+ * running the loop, bounded by grace_ms) for calls to end, then cancels the
+ * rest. Idempotent. */
+void rpc_server_shutdown(rpc_server *s, int64_t grace_ms);
+/* Frees everything; call after rpc_server_shutdown. NULL: no-op. */
+void rpc_server_destroy(rpc_server *s);
+size_t rpc_server_live_calls(const rpc_server *s);
+
+/* Sends one message (with initial metadata if not sent yet). Returns false
+ * when a send is already in flight or the call is over. */
+bool rpc_send(rpc_call *c, const ProtobufCMessage *msg);
+/* Same, with an already packed buffer (the call takes a copy; the buffer's
+ * slices are reference counted so this is cheap for fan-out). */
+bool rpc_send_buffer(rpc_call *c, grpc_byte_buffer *bb);
+bool rpc_send_in_flight(const rpc_call *c);
+/* Unary convenience: message + OK status in one batch. */
+void rpc_reply(rpc_call *c, const ProtobufCMessage *msg);
+/* Unary convenience with a packed buffer (copied, cheap). */
+void rpc_reply_buffer(rpc_call *c, grpc_byte_buffer *bb);
+/* Ends the call with status and message (logged when not OK). If a send is
+ * in flight the status follows it. Further sends fail. Idempotent. */
+void rpc_finish(rpc_call *c, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+bool rpc_finished(const rpc_call *c);
+
+void rpc_set_user(rpc_call *c, void *user);
+void *rpc_user(const rpc_call *c);
+void *rpc_method_ctx(const rpc_call *c);
+const char *rpc_method_path(const rpc_call *c);
+/* "ipv4:127.0.0.1:45678" etc.; valid until on_close returns. */
+const char *rpc_peer(const rpc_call *c);
+/* The peer's host part (no port), for per-peer limits. */
+const char *rpc_peer_host(const rpc_call *c);
+
+#endif

@@ -1,0 +1,38 @@
+/* services.h - the RPC handlers lookaside-server serves on one port.
+ *
+ * Each *_methods() function appends its rpc_method entries to a table the
+ * caller owns (which must outlive the rpc_server) and returns how many it
+ * added. All handlers run on the loop thread and share one server_ctx. */
+#ifndef LA_SERVICES_H
+#define LA_SERVICES_H
+
+#include <stddef.h>
+
+#include "registry.h"
+#include "rpc.h"
+
+typedef struct auth auth;
+
+typedef struct server_ctx {
+    registry *reg;
+    auth *auth;                  /* NULL: reports need no credential */
+    size_t max_report_bytes;     /* cap of one LoadReport message */
+    size_t max_request_bytes;    /* cap of other requests */
+    uint32_t grpclb_stats_ms;    /* client stats interval asked of grpclb clients */
+    size_t grpclb_max_entries;   /* grpclb server list length cap */
+    bool shutting_down;
+} server_ctx;
+
+size_t balancer_methods(server_ctx *ctx, rpc_method *out);
+size_t report_methods(server_ctx *ctx, rpc_method *out);
+size_t health_methods(server_ctx *ctx, rpc_method *out);
+size_t admin_methods(server_ctx *ctx, rpc_method *out);
+
+/* Per-service report credentials from a file of "SERVICE CREDENTIAL" lines
+ * ('#' comments; SERVICE "*" matches every service). */
+lookaside_status auth_load(const char *path, auth **out, char *err, size_t errlen);
+/* LOOKASIDE_OK, EUNAUTH (none given), EPERM (wrong or no entry). */
+lookaside_status auth_check(const auth *a, const char *service, const char *credential);
+void auth_destroy(auth *a);
+
+#endif
