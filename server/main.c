@@ -342,6 +342,7 @@ out:
         loop_set_poll(l, NULL, NULL);
         discovery_destroy(disc);
     }
+    registry_begin_shutdown(reg);
     if (srv) {
         rpc_server_shutdown(srv, 2000);
         rpc_server_destroy(srv);

@@ -27,6 +27,7 @@ struct registry {
     weights_backend *scratch;
     size_t scratch_cap;
     bool destroying;
+    bool stopping;     /* shutting down: keep stored rows for the restart */
 };
 
 void registry_config_default(registry_config *c)
@@ -250,11 +251,11 @@ static void backend_drop(registry *r, reg_backend *b, grpc_status_code code, con
     b->reported = false;
     if (o)
         o->dropped(o, code, why);
-    if (b->in_dns && !r->destroying) {
+    if (b->in_dns && !r->destroying && !r->stopping) {
         mark_dirty(r, b->svc);
         persist_backend(r, b);
     } else {
-        backend_remove(r, b, !r->destroying);
+        backend_remove(r, b, !r->destroying && !r->stopping);
     }
 }
 
@@ -563,7 +564,7 @@ static void on_publish_timer(loop *l, void *arg)
 
 static void schedule_publish(registry *r)
 {
-    if (r->publish_timer == 0 && !r->destroying)
+    if (r->publish_timer == 0 && !r->destroying && !r->stopping)
         r->publish_timer =
             loop_timer_add(r->l, clock_mono_ms() + r->cfg.push_delay_ms, on_publish_timer, r);
 }
@@ -810,6 +811,12 @@ lookaside_status registry_create(loop *l, storage *st, const registry_config *cf
     r->flush_timer = loop_timer_add(l, now + r->cfg.flush_ms, on_flush, r);
     *out = r;
     return LOOKASIDE_OK;
+}
+
+void registry_begin_shutdown(registry *r)
+{
+    if (r)
+        r->stopping = true;
 }
 
 void registry_destroy(registry *r)

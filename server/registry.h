@@ -116,6 +116,9 @@ void registry_config_default(registry_config *c);
  * borrows; st must outlive it). Restored lists are published at once. */
 lookaside_status registry_create(loop *l, storage *st, const registry_config *cfg,
                                  registry **out);
+/* From now on, streams that end leave their backends' stored rows alone
+ * (a restart restores them) and nothing is published. */
+void registry_begin_shutdown(registry *r);
 /* Drops every backend (telling owners), flushes storage, frees. NULL ok. */
 void registry_destroy(registry *r);
 const registry_config *registry_cfg(const registry *r);

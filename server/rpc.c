@@ -44,6 +44,7 @@ struct rpc_call {
 
 typedef struct rpc_accept {
     loop_tag tag;
+    grpc_call_details details;   /* unknown-method acceptor only */
     rpc_server *srv;
     const rpc_method *m;
     void *reg;
@@ -76,6 +77,7 @@ struct rpc_server {
     bool shutdown_done;
     bool started;
     loop_tag shutdown_tag;
+    rpc_method unknown;          /* answers unregistered methods */
 };
 
 static void call_maybe_free(rpc_call *c);
@@ -315,6 +317,15 @@ static void on_accept(loop_tag *t, bool ok)
 {
     rpc_accept *a = (rpc_accept *)t;
     rpc_server *s = a->srv;
+    char unknown_path[128] = "";
+    if (a->m == &s->unknown) {
+        size_t n = GRPC_SLICE_LENGTH(a->details.method);
+        if (n >= sizeof unknown_path)
+            n = sizeof unknown_path - 1;
+        memcpy(unknown_path, GRPC_SLICE_START_PTR(a->details.method), n);
+        unknown_path[n] = '\0';
+        grpc_call_details_destroy(&a->details);
+    }
     if (!ok || s->shutting_down) {
         if (a->call)
             grpc_call_unref(a->call);
@@ -372,7 +383,12 @@ static void on_accept(loop_tag *t, bool ok)
         call_maybe_free(c);
         return;
     }
-    if (c->m->kind != RPC_UNARY && !peer_take(s, c)) {
+    if (c->m == &s->unknown) {
+        for (char *p = unknown_path; *p; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+                *p = '?';
+        rpc_finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", unknown_path);
+    } else if (c->m->kind != RPC_UNARY && !peer_take(s, c)) {
         rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many streams from %s (limit %zu)",
                    c->peer_host, s->opt.max_streams_per_peer);
     } else if (c->m->kind == RPC_BIDI) {
@@ -405,9 +421,16 @@ static void accept_arm(rpc_accept *a)
 {
     rpc_server *s = a->srv;
     grpc_metadata_array_init(&a->md);
-    grpc_call_error err = grpc_server_request_registered_call(
-        s->server, a->reg, &a->call, &a->deadline, &a->md,
-        a->m->kind == RPC_BIDI ? NULL : &a->payload, loop_cq(s->l), loop_cq(s->l), &a->tag);
+    grpc_call_error err;
+    if (a->m == &s->unknown) {
+        grpc_call_details_init(&a->details);
+        err = grpc_server_request_call(s->server, &a->call, &a->details, &a->md, loop_cq(s->l),
+                                       loop_cq(s->l), &a->tag);
+    } else {
+        err = grpc_server_request_registered_call(
+            s->server, a->reg, &a->call, &a->deadline, &a->md,
+            a->m->kind == RPC_BIDI ? NULL : &a->payload, loop_cq(s->l), loop_cq(s->l), &a->tag);
+    }
     if (err != GRPC_CALL_OK) {
         log_error("rpc", "request_registered_call(%s) failed: %d", a->m->path, (int)err);
         grpc_metadata_array_destroy(&a->md);
@@ -482,6 +505,17 @@ lookaside_status rpc_server_start(rpc_server *s)
 {
     grpc_server_start(s->server);
     s->started = true;
+    s->unknown = (rpc_method){.path = "(unknown method)", .kind = RPC_UNARY};
+    for (int k = 0; k < 2; k++) {
+        rpc_accept *a = calloc(1, sizeof *a);
+        if (a == NULL)
+            return LOOKASIDE_ENOMEM;
+        a->tag.fn = on_accept;
+        a->srv = s;
+        a->m = &s->unknown;
+        s->n_accepts++;
+        accept_arm(a);
+    }
     for (size_t i = 0; i < s->n_methods; i++) {
         for (int k = 0; k < s->opt.accepts_per_method; k++) {
             rpc_accept *a = calloc(1, sizeof *a);
