@@ -450,26 +450,18 @@ static void compute(registry *r, reg_service *s, int64_t now)
 
 static bool weights_moved(registry *r, reg_service *s)
 {
-    uint32_t stack_old[256], stack_new[256];
-    uint32_t *o = stack_old, *nw = stack_new;
-    if (s->n > 256) {
-        o = malloc(s->n * sizeof *o);
-        nw = malloc(s->n * sizeof *nw);
-        if (o == NULL || nw == NULL) {
-            free(o == stack_old ? NULL : o);
-            free(nw == stack_new ? NULL : nw);
-            return true;
+    uint32_t *o = malloc((s->n + 1) * sizeof *o);
+    uint32_t *nw = malloc((s->n + 1) * sizeof *nw);
+    bool moved = true;   /* when in doubt, publish */
+    if (o != NULL && nw != NULL) {
+        for (size_t i = 0; i < s->n; i++) {
+            o[i] = s->b[i]->published_weight;
+            nw[i] = s->b[i]->w.weight;
         }
+        moved = weights_significant(&r->cfg.wcfg, o, nw, s->n);
     }
-    for (size_t i = 0; i < s->n; i++) {
-        o[i] = s->b[i]->published_weight;
-        nw[i] = s->b[i]->w.weight;
-    }
-    bool moved = weights_significant(&r->cfg.wcfg, o, nw, s->n);
-    if (o != stack_old) {
-        free(o);
-        free(nw);
-    }
+    free(o);
+    free(nw);
     return moved;
 }
 
