@@ -371,7 +371,8 @@ void registry_dns_update(registry *r, const char *service, const la_addr *addrs,
         free(seen);
         return;
     }
-    memcpy(old, s->b, old_n * sizeof *old);
+    if (old_n > 0)
+        memcpy(old, s->b, old_n * sizeof *old);
     for (size_t i = 0; i < n; i++) {
         char text[LA_ADDR_STRLEN];
         addr_format(&addrs[i], text, sizeof text);
