@@ -31,6 +31,7 @@ typedef struct flags {
     size_t max_message_bytes;
     size_t max_report_bytes;
     uint32_t grpclb_stats_ms;
+    size_t grpclb_max_entries;
     registry_config rc;
 } flags;
 
@@ -54,6 +55,7 @@ static void usage(FILE *f)
             "  --max-message-bytes N       largest request accepted (default 65536)\n"
             "  --max-report-bytes N        largest LoadReport accepted (default 4096)\n"
             "  --grpclb-stats-ms N         grpclb client stats interval (default 1000)\n"
+            "  --grpclb-max-entries N      grpclb server list length cap (default 1000)\n"
             "  --report-token-file PATH    per-service report credentials (SERVICE CRED lines)\n"
             "  --log-level LEVEL           debug, info, warn, error (default info)\n"
             "  --help, --version\n");
@@ -73,7 +75,7 @@ static bool parse_num(const char *s, long long lo, long long hi, long long *out)
 static int parse_flags(int argc, char **argv, flags *f)
 {
     enum { F_LISTEN = 1, F_DB, F_DISCOVER, F_DNS_REFRESH, F_REPORT_INTERVAL, F_EVICT, F_PUSH,
-           F_WEIGHT, F_POLICY, F_MAXB, F_MAXS, F_MAXPEER, F_MAXMSG, F_MAXREP, F_LBSTATS,
+           F_WEIGHT, F_POLICY, F_MAXB, F_MAXS, F_MAXPEER, F_MAXMSG, F_MAXREP, F_LBSTATS, F_LBMAX,
            F_TOKENS, F_LOG, F_HELP, F_VERSION };
     static const struct option opts[] = {
         {"listen", required_argument, 0, F_LISTEN},
@@ -91,6 +93,7 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"max-message-bytes", required_argument, 0, F_MAXMSG},
         {"max-report-bytes", required_argument, 0, F_MAXREP},
         {"grpclb-stats-ms", required_argument, 0, F_LBSTATS},
+        {"grpclb-max-entries", required_argument, 0, F_LBMAX},
         {"report-token-file", required_argument, 0, F_TOKENS},
         {"log-level", required_argument, 0, F_LOG},
         {"help", no_argument, 0, F_HELP},
@@ -154,6 +157,12 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_LBSTATS:
             ok = parse_num(optarg, 1000, 3600000, &v);
             f->grpclb_stats_ms = (uint32_t)v;
+            break;
+        case F_LBMAX:
+            /* 10000 entries keep a list (IPv6, 16-byte tokens) far under
+             * the 4 MB clients accept by default. */
+            ok = parse_num(optarg, 1, 10000, &v);
+            f->grpclb_max_entries = (size_t)v;
             break;
         case F_TOKENS: f->token_file = optarg; break;
         case F_LOG: {
@@ -221,6 +230,7 @@ int main(int argc, char **argv)
     f.max_message_bytes = 65536;
     f.max_report_bytes = 4096;
     f.grpclb_stats_ms = 1000;
+    f.grpclb_max_entries = 1000;
     registry_config_default(&f.rc);
     int rc = parse_flags(argc, argv, &f);
     if (rc >= 0)
@@ -286,15 +296,13 @@ int main(int argc, char **argv)
     ctx.max_report_bytes = f.max_report_bytes;
     ctx.max_request_bytes = f.max_message_bytes;
     ctx.grpclb_stats_ms = f.grpclb_stats_ms;
-    ctx.grpclb_max_entries = 1000;
+    ctx.grpclb_max_entries = f.grpclb_max_entries;
     size_t nm = 0;
     nm += balancer_methods(&ctx, methods + nm);
     nm += report_methods(&ctx, methods + nm);
     nm += health_methods(&ctx, methods + nm);
     nm += admin_methods(&ctx, methods + nm);
-#ifdef LOOKASIDE_HAVE_GRPCLB
     nm += grpclb_methods(&ctx, methods + nm);
-#endif
     rpc_options ro = {.max_message_bytes = f.max_message_bytes,
                       .accepts_per_method = 8,
                       .max_streams_per_peer = f.max_streams_per_peer};

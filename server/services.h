@@ -27,6 +27,8 @@ size_t balancer_methods(server_ctx *ctx, rpc_method *out);
 size_t report_methods(server_ctx *ctx, rpc_method *out);
 size_t health_methods(server_ctx *ctx, rpc_method *out);
 size_t admin_methods(server_ctx *ctx, rpc_method *out);
+/* grpc.lb.v1.LoadBalancer/BalanceLoad (grpclb for stock gRPC clients). */
+size_t grpclb_methods(server_ctx *ctx, rpc_method *out);
 
 /* Per-service report credentials from a file of "SERVICE CREDENTIAL" lines
  * ('#' comments; SERVICE "*" matches every service). */
