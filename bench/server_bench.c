@@ -145,6 +145,27 @@ static long rss_kb(pid_t pid)
     return kb;
 }
 
+/* utime + stime of a process in ms. */
+static double cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    unsigned long ut = 0, st = 0;
+    /* Fields after the command: state(3) ... utime(14) stime(15). */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* ------------------------------------------------------------ raw calls */
 
 static grpc_channel *chan(const char *addr, int id)
@@ -335,6 +356,7 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
     double *lat = calloc(nwatch, sizeof *lat);
     double *round_last = calloc((size_t)rounds, sizeof *round_last);
     double *round_p99 = calloc((size_t)rounds, sizeof *round_p99);
+    double *round_cpu = calloc((size_t)rounds, sizeof *round_cpu);
     while (have < nwatch && now_ms() < until) {
         grpc_event ev = grpc_completion_queue_next(cq, in_ms(1000), NULL);
         if (ev.type != GRPC_OP_COMPLETE)
@@ -379,6 +401,7 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
             if (ws[i].version > target)
                 target = ws[i].version;
         double t0 = now_ms();
+        double cpu0 = cpu_ms(pid);
         stream_open(&c.s, c.ch, c.cq, "/lookaside.v1.LoadReporter/Report", NULL);
         stream_send(&c.s, &m.base);
         size_t got = 0;
@@ -404,6 +427,7 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
             }
             stream_recv(s);
         }
+        round_cpu[r] = cpu_ms(pid) - cpu0;
         qsort(lat, got, sizeof *lat, cmp_d);
         round_last[r] = got ? lat[got - 1] : -1;
         round_p99[r] = got ? lat[(size_t)(0.99 * (double)(got - 1))] : -1;
@@ -432,6 +456,7 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
     }
     qsort(round_last, (size_t)rounds, sizeof *round_last, cmp_d);
     qsort(round_p99, (size_t)rounds, sizeof *round_p99, cmp_d);
+    qsort(round_cpu, (size_t)rounds, sizeof *round_cpu, cmp_d);
     char name[96], notes[160];
     snprintf(notes, sizeof notes, "median of %d rounds, min %.1f max %.1f; report->push incl. "
              "registration RPC", rounds, round_last[0], round_last[rounds - 1]);
@@ -439,6 +464,9 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
     result(name, round_last[rounds / 2], "ms", "p99 < 100", notes);
     snprintf(name, sizeof name, "server.push_p99_ms.watchers=%zu", nwatch);
     result(name, round_p99[rounds / 2], "ms", "< 100", "median over rounds of per-round p99");
+    snprintf(name, sizeof name, "server.push_cpu_ms.watchers=%zu", nwatch);
+    result(name, round_cpu[rounds / 2], "ms", "-",
+           "server CPU (user+sys, 10 ms ticks) per push round: the server's share of the time above");
     snprintf(name, sizeof name, "server.rss_per_watcher_kb.watchers=%zu", nwatch);
     snprintf(notes, sizeof notes, "server RSS %ld -> %ld kB", rss0, rss1);
     result(name, (double)(rss1 - rss0) / (double)nwatch, "kB", "-", notes);
@@ -456,6 +484,7 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
     free(lat);
     free(round_last);
     free(round_p99);
+    free(round_cpu);
 }
 
 /* ------------------------------------------------------------ reports/s */
@@ -662,7 +691,7 @@ int main(int argc, char **argv)
     size_t watchers[4] = {1000, 10000, 0, 0};
     int rounds = 9, seconds = 5;
     size_t nstreams = 64, stored = 10000;
-    bool quick = false;
+    bool quick = false, only_fanout = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             g_out = argv[++i];
@@ -670,8 +699,13 @@ int main(int argc, char **argv)
             g_server_bin = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[i], "--watchers") == 0 && i + 1 < argc) {
+            watchers[0] = (size_t)atol(argv[++i]);
+            watchers[1] = 0;
+            only_fanout = true;
+        }
         else {
-            fprintf(stderr, "usage: bench_server [--out FILE] [--server PATH] [--quick]\n");
+            fprintf(stderr, "usage: bench_server [--out FILE] [--server PATH] [--quick] [--watchers N]\n");
             return 2;
         }
     }
@@ -700,7 +734,7 @@ int main(int argc, char **argv)
         unlink(db);
     }
     snprintf(db, sizeof db, "%s/rps.db", dir);
-    {
+    if (!only_fanout) {
         srv s;
         double t0;
         if (srv_start(&s, db, &t0) == 0) {
@@ -709,7 +743,8 @@ int main(int argc, char **argv)
         }
         unlink(db);
     }
-    restart(dir, stored);
+    if (!only_fanout)
+        restart(dir, stored);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
