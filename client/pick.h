@@ -1,0 +1,175 @@
+/* pick.h - the pick core: backends, immutable pick snapshots, and outlier
+ * ejection. No gRPC calls here (channels are opaque pointers), so the unit
+ * tests drive it directly.
+ *
+ * Ownership and threads: the background thread owns every la_backend and
+ * builds snapshots; application threads only read a published snapshot
+ * (inside an ebr section, see ebr.h) and touch a backend's atomic counters.
+ * Fields are grouped by who may touch them. */
+#ifndef LA_PICK_H
+#define LA_PICK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+
+#include "bgloop.h"
+#include "ebr.h"
+#include "lookaside_status.h"
+#include "util.h"
+
+/* Per-backend counters are striped by thread so that two threads picking the
+ * same backend do not fight over one cache line. in_flight is the sum over
+ * stripes (a stripe alone may go negative when a call ends on another thread
+ * than it started on). Stripes are 128 bytes apart: CPUs prefetch cache lines
+ * in adjacent pairs, so 64 would still let neighbours interfere. */
+#define LA_STRIPES 8
+#define LA_HOT_ALIGN 128
+
+struct la_stripe {
+    _Atomic int64_t in_flight;
+    _Atomic uint64_t calls;
+    _Atomic uint64_t failures;
+    _Atomic uint64_t latency_us;
+} __attribute__((aligned(LA_HOT_ALIGN)));
+
+enum la_bstate { LA_SERVING = 0, LA_DRAINING = 1, LA_RESTORED = 2 };
+
+typedef struct la_backend {
+    /* Immutable while the backend is reachable from a snapshot. */
+    grpc_channel *channel;
+    char addr[LA_ADDR_STRLEN];
+    bool is_fallback;         /* the fallback round_robin channel */
+    struct la_service *svc;   /* owner (opaque here) */
+
+    /* Any thread: pick_done counts consecutive failures. */
+    _Atomic uint32_t consec_fail __attribute__((aligned(LA_HOT_ALIGN)));
+    struct la_stripe stripes[LA_STRIPES];
+
+    /* Background thread (written under the client mutex when listed). */
+    uint32_t weight;
+    enum la_bstate state;
+    char zone[64];
+    char token[64];
+    grpc_connectivity_state conn;
+    bool ejected;
+    bool pickable;            /* in the published snapshot */
+    uint32_t times_ejected;
+    int64_t eject_until_ms;
+    int64_t eject_end_ms;     /* when the last ejection ended */
+
+    /* Background thread only. */
+    bool retired;             /* left the list; freed when safe */
+    uint64_t retire_tag;      /* ebr tag */
+    bool watch_pending;       /* a connectivity watch is on the queue */
+    bgloop_event conn_ev;
+    struct la_backend *next_retired;
+} la_backend;
+
+/* Allocates a zeroed, LA_HOT_ALIGN-aligned backend with address addr (copied). */
+la_backend *backend_new(const char *addr);
+void backend_free(la_backend *b);
+/* Sum of in_flight over stripes (acquire loads). */
+int64_t backend_in_flight(la_backend *b);
+/* Totals over stripes, for info. */
+void backend_totals(la_backend *b, uint64_t *calls, uint64_t *failures, uint64_t *latency_us);
+
+/* True when the connectivity state counts as failed for picking. */
+static inline bool conn_failed(grpc_connectivity_state s)
+{
+    return s == GRPC_CHANNEL_TRANSIENT_FAILURE || s == GRPC_CHANNEL_SHUTDOWN;
+}
+
+/* An immutable pick snapshot. One allocation: header, backends, table. */
+typedef struct pick_snap {
+    uint32_t n;              /* backends in the snapshot, >= 1 */
+    uint32_t len;            /* table length, >= 1 */
+    la_backend **backends;
+    uint16_t *table;         /* indices into backends, smooth-WRR order */
+    bool zone_local;         /* restricted to the client's zone */
+    bool degraded;           /* no healthy backend: picking among failed ones */
+    /* Background thread: retirement. */
+    uint64_t retire_tag;
+    struct pick_snap *next_retired;
+} pick_snap;
+
+typedef struct pick_params {
+    const char *zone;           /* client zone, NULL/"" none */
+    bool zone_affinity;
+    uint32_t zone_min_healthy_percent;
+} pick_params;
+
+/* Table length for n backends: min(4096, max(64, 16 n)), but at least n so
+ * that every backend has a slot. */
+size_t pick_table_len(size_t n);
+
+/* Builds a snapshot from list[0..n) (the service's current backends) by the
+ * rules in lookaside.h: excludes retired, DRAINING and weight-0 backends;
+ * prefers healthy (not ejected, channel not failed), then non-ejected, then
+ * any; applies zone preference. Sets each backend's pickable flag. *out is
+ * NULL (with LOOKASIDE_OK) when nothing is pickable. Background thread. */
+lookaside_status pick_snap_build(la_backend *const *list, size_t n, const pick_params *p,
+                                 pick_snap **out);
+/* A snapshot of the single backend b (the fallback channel). */
+lookaside_status pick_snap_single(la_backend *b, pick_snap **out);
+void pick_snap_free(pick_snap *s);
+
+/* The pick itself: walks the table from *pos (a per-thread position). */
+static inline la_backend *pick_next(const pick_snap *s, uint32_t *pos)
+{
+    uint32_t p = *pos;
+    if (p >= s->len)
+        p %= s->len;
+    *pos = p + 1;
+    return s->backends[s->table[p]];
+}
+
+/* Counts a pick on the calling thread's stripe. */
+static inline void pick_count(la_backend *b, const struct ebr_rec *r)
+{
+    atomic_fetch_add_explicit(&b->stripes[r->index % LA_STRIPES].in_flight, 1,
+                              memory_order_relaxed);
+}
+
+/* What the background thread has unpublished and frees once safe: a
+ * snapshot when no pick section that could have loaded it is still running
+ * (ebr), a backend when, in addition, no call picked on it is in flight. */
+typedef struct pick_retired {
+    pick_snap *snaps;
+    la_backend *backends;
+} pick_retired;
+
+/* Queues old (may be NULL) and the backends chained by next_retired from
+ * unlinked (may be NULL) under tag, the ebr_retire_tag() taken right after
+ * the snapshot that no longer reaches them was published. */
+void retired_add(pick_retired *r, pick_snap *old, la_backend *unlinked, uint64_t tag);
+
+/* Frees what is safe now. For a backend that became unreachable and idle,
+ * close(b) is called once; it must set b->channel to NULL (it destroys the
+ * channel). The struct is freed once b->channel is NULL and no connectivity
+ * watch is pending. force: ignore in-flight counts (teardown). Returns true
+ * when something is still waiting. */
+bool retired_reclaim(pick_retired *r, bool force, void (*close)(la_backend *b));
+
+typedef struct eject_params {
+    uint32_t consecutive;  /* failures that eject */
+    int64_t base_ms;
+    int64_t max_ms;
+    uint32_t max_percent;  /* of the listed backends, at least one */
+} eject_params;
+
+/* Ends ejections that are due (resetting their failure count), then ejects
+ * backends with at least p->consecutive consecutive failures while fewer
+ * than the cap are ejected. Returns true when any backend changed.
+ * *next_ms is lowered to the earliest pending ejection end. Background
+ * thread. */
+bool eject_update(la_backend *const *list, size_t n, const eject_params *p, int64_t now_ms,
+                  int64_t *next_ms);
+
+/* The cap on ejected backends for n listed backends. */
+size_t eject_cap(size_t n, uint32_t max_percent);
+
+#endif
