@@ -80,7 +80,11 @@ lookaside_status bgloop_start(const char *name, bgloop_tick_fn tick, void *arg, 
         free(l);
         return LOOKASIDE_ENOMEM;
     }
+    /* Before the thread starts: its first tick may already use the owner's
+     * pointer to the loop (pthread_create orders this store before it). */
+    *out = l;
     if (pthread_create(&l->thread, NULL, bgloop_main, l) != 0) {
+        *out = NULL;
         grpc_channel_destroy(l->wake_ch);
         grpc_completion_queue_shutdown(l->cq);
         while (grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
@@ -90,7 +94,6 @@ lookaside_status bgloop_start(const char *name, bgloop_tick_fn tick, void *arg, 
         free(l);
         return LOOKASIDE_EINTERNAL;
     }
-    *out = l;
     return LOOKASIDE_OK;
 }
 

@@ -38,8 +38,9 @@ typedef struct bgloop bgloop;
 typedef int64_t (*bgloop_tick_fn)(void *arg, int64_t now_ms);
 
 /* Creates the queue and starts the thread (named name, at most 15 chars).
- * LOOKASIDE_ENOMEM or LOOKASIDE_EINTERNAL on failure. grpc_init must have
- * been called. */
+ * *out is set before the thread starts, so tick may read the owner's copy
+ * of it. LOOKASIDE_ENOMEM or LOOKASIDE_EINTERNAL on failure (*out NULL).
+ * grpc_init must have been called. */
 lookaside_status bgloop_start(const char *name, bgloop_tick_fn tick, void *arg, bgloop **out);
 
 /* The loop's completion queue, for posting bgloop_event tags. */

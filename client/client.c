@@ -1,4 +1,5 @@
-/* client.c - lookaside_client: Watch streams, backend channels, snapshots.
+/* client.c - lookaside_client: the public API and the loop's tick. See
+ * client_priv.h for how the client's files divide the work.
  *
  * Threads. Application threads run lookaside_pick/pick_done (lock-free),
  * and watch/info/wait (short critical sections on c->mu). The background
@@ -23,103 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <grpc/grpc_security.h>
-#include <grpc/support/time.h>
-
-#include "backoff.h"
-#include "bgloop.h"
-#include "call.h"
-#include "client_internal.h"
+#include "client_priv.h"
 #include "ebr.h"
 #include "log.h"
-#include "lookaside/v1/lookaside.pb-c.h"
-#include "pbio.h"
-#include "pick.h"
 #include "util.h"
-
-#define WATCH_METHOD "/lookaside.v1.Balancer/Watch"
-#define MAX_LIST_BYTES (16u << 20)
-#define MAX_WEIGHT 1000000u
-#define CONN_WATCH_MS 30000
-#define FALLBACK_WARMUP_MS 5000
-#define RECLAIM_POLL_MS 50
-
-typedef struct la_service {
-    /* Set before the service is published; read by pick. */
-    char name[254];
-    uint32_t pos_slot;
-    lookaside_client *c;
-    char *fallback_target;
-    _Atomic(pick_snap *) snap;
-    _Atomic bool eject_check; /* a backend reached the failure threshold */
-
-    /* Background thread. */
-    bool started;
-    la_backend **list; /* current backends, sorted by addr [written under mu] */
-    size_t n;
-    la_backend *unlinked; /* left the list, not yet tagged (next publish) */
-    la_call *watch;
-    bool watch_got_msg;
-    size_t lb_index;
-    size_t round_fails;
-    la_backoff backoff;
-    int64_t retry_at_ms; /* 0: no retry pending */
-    int64_t watch_since_ms;
-    uint64_t streams;
-    bool have_lb_list; /* a non-empty list came from the balancer */
-    la_backend *fallback;
-    la_backend *fallback_next; /* re-resolving replacement, warming up */
-    int64_t fallback_refresh_ms;
-    int64_t fallback_next_deadline_ms;
-    int64_t eject_next_ms;
-    bool dirty;
-    bool unknown_logged;
-
-    /* Under c->mu. */
-    grpc_byte_buffer *injected; /* client_inject_list, not yet applied */
-    lookaside_list_source source;
-    uint64_t version;
-    int64_t list_ms;
-    uint32_t valid_for_ms;
-    bool lb_connected;
-    uint32_t pickable;
-    bool zone_local;
-    uint64_t lists;
-    uint64_t reconnects;
-    bool ready;
-} la_service;
-
-struct lookaside_client {
-    char **lb_targets;
-    size_t n_lb;
-    grpc_channel **lb_ch; /* background thread, created lazily */
-    char *zone;
-    char *client_id;
-    char *fallback_target;
-    uint32_t connect_timeout_ms;
-    uint32_t backoff_initial_ms;
-    uint32_t backoff_max_ms;
-    uint32_t fallback_refresh_ms;
-    uint32_t max_services;
-    pick_params pp;
-    eject_params ep;
-
-    la_service **services; /* append-only, max_services slots */
-    _Atomic size_t n_services;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    bgloop *loop;
-    _Atomic bool stopping;
-
-    _Atomic int open_channels;
-
-    /* Background thread. */
-    bool tearing_down;
-    int live_calls;
-    int live_watches;
-    pick_retired retired;
-};
 
 static _Atomic uint32_t next_pos_slot;
 
@@ -154,451 +62,6 @@ void lookaside_client_options_init(lookaside_client_options *opt)
     opt->max_services = 64;
 }
 
-static gpr_timespec deadline_in(int64_t ms)
-{
-    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-}
-
-/* ------------------------------------------------------------ channels */
-
-static grpc_channel *channel_open(const char *target, bool round_robin, uint32_t backoff_initial,
-                                  uint32_t backoff_max)
-{
-    grpc_arg args[4];
-    size_t n = 0;
-    args[n].type = GRPC_ARG_INTEGER;
-    args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = (int)backoff_initial;
-    args[n].type = GRPC_ARG_INTEGER;
-    args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = (int)backoff_max;
-    if (round_robin) {
-        args[n].type = GRPC_ARG_STRING;
-        args[n].key = GRPC_ARG_LB_POLICY_NAME;
-        args[n++].value.string = "round_robin";
-        args[n].type = GRPC_ARG_STRING;
-        args[n].key = GRPC_ARG_SERVICE_CONFIG;
-        args[n++].value.string = "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}";
-    }
-    grpc_channel_args ca = {n, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_channel *ch = grpc_channel_create(target, creds, &ca);
-    grpc_channel_credentials_release(creds);
-    return ch;
-}
-
-static grpc_channel *lb_channel(lookaside_client *c, size_t i)
-{
-    if (c->lb_ch[i] == NULL)
-        c->lb_ch[i] = channel_open(c->lb_targets[i], false, 1000, c->backoff_max_ms);
-    return c->lb_ch[i];
-}
-
-static void conn_event(bgloop_event *ev, bool ok);
-
-static void conn_watch(lookaside_client *c, la_backend *b)
-{
-    b->watch_pending = true;
-    c->live_watches++;
-    grpc_channel_watch_connectivity_state(b->channel, b->conn, deadline_in(CONN_WATCH_MS),
-                                          bgloop_cq(c->loop), &b->conn_ev);
-}
-
-/* A backend with a channel told to connect at once. fallback: target is a
- * gRPC target for round_robin; else addr is a canonical "ip:port". */
-static la_backend *backend_open(lookaside_client *c, la_service *svc, const char *addr,
-                                bool fallback)
-{
-    la_backend *b = backend_new(addr);
-    if (b == NULL)
-        return NULL;
-    b->svc = svc;
-    b->is_fallback = fallback;
-    b->conn_ev.fn = conn_event;
-    char target[LA_ADDR_STRLEN + 8];
-    const char *t = addr;
-    if (!fallback) {
-        snprintf(target, sizeof target, "%s:%s", addr[0] == '[' ? "ipv6" : "ipv4", addr);
-        t = target;
-    }
-    b->channel = channel_open(t, fallback, 1000, 10000);
-    if (b->channel == NULL) {
-        backend_free(b);
-        return NULL;
-    }
-    atomic_fetch_add(&c->open_channels, 1);
-    b->conn = grpc_channel_check_connectivity_state(b->channel, 1);
-    conn_watch(c, b);
-    return b;
-}
-
-static void unlink_backend(la_service *svc, la_backend *b)
-{
-    b->retired = true;
-    b->next_retired = svc->unlinked;
-    svc->unlinked = b;
-}
-
-static void conn_event(bgloop_event *ev, bool ok)
-{
-    (void)ok;
-    la_backend *b = (la_backend *)((char *)ev - offsetof(la_backend, conn_ev));
-    la_service *svc = b->svc;
-    lookaside_client *c = svc->c;
-    b->watch_pending = false;
-    c->live_watches--;
-    if (b->retired || b->channel == NULL || c->tearing_down)
-        return;
-    grpc_connectivity_state s = grpc_channel_check_connectivity_state(b->channel, 0);
-    if (s == GRPC_CHANNEL_IDLE) /* keep the connection warm: picks go direct */
-        grpc_channel_check_connectivity_state(b->channel, 1);
-    if (s != b->conn) {
-        bool was_failed = conn_failed(b->conn), failed = conn_failed(s);
-        log_debug("client", "%s: connectivity %d -> %d", b->addr, (int)b->conn, (int)s);
-        pthread_mutex_lock(&c->mu);
-        b->conn = s;
-        pthread_mutex_unlock(&c->mu);
-        if (!b->is_fallback) {
-            if (failed && !was_failed &&
-                atomic_fetch_add(&b->consec_fail, 1) + 1 >= c->ep.consecutive)
-                atomic_store(&svc->eject_check, true);
-            if (failed != was_failed)
-                svc->dirty = true;
-        }
-    }
-    conn_watch(c, b);
-}
-
-/* ------------------------------------------------------------ publishing */
-
-static void update_info_locked(la_service *svc, const pick_snap *s)
-{
-    svc->pickable = s ? s->n : 0;
-    svc->zone_local = s ? s->zone_local : false;
-    if (s != NULL && !svc->ready) {
-        svc->ready = true;
-        pthread_cond_broadcast(&svc->c->cond);
-    }
-}
-
-/* Builds and publishes the service's snapshot; retires the old one and the
- * backends unlinked since the last publish. */
-static void publish(la_service *svc)
-{
-    lookaside_client *c = svc->c;
-    pick_snap *s = NULL;
-    lookaside_status st;
-    pthread_mutex_lock(&c->mu); /* pick_snap_build writes pickable flags */
-    if (!svc->have_lb_list && svc->fallback != NULL)
-        st = pick_snap_single(svc->fallback, &s);
-    else
-        st = pick_snap_build(svc->list, svc->n, &c->pp, &s);
-    pthread_mutex_unlock(&c->mu);
-    if (st != LOOKASIDE_OK) {
-        log_warn("client", "%s: cannot build a pick table: %s (keeping the old one)", svc->name,
-                 lookaside_status_str(st));
-        return; /* still dirty: the next tick retries */
-    }
-    if (s == NULL && svc->n > 0)
-        log_warn("client", "%s: nothing pickable among %zu backends", svc->name, svc->n);
-    pick_snap *old = atomic_exchange_explicit(&svc->snap, s, memory_order_seq_cst);
-    retired_add(&c->retired, old, svc->unlinked, ebr_retire_tag());
-    svc->unlinked = NULL;
-    svc->dirty = false;
-    /* Only now: whoever wait_ready() wakes must find the snapshot. */
-    pthread_mutex_lock(&c->mu);
-    update_info_locked(svc, s);
-    pthread_mutex_unlock(&c->mu);
-}
-
-/* Unreachable and idle: the channel goes (completing its connectivity
- * watch with SHUTDOWN). */
-static void close_backend(la_backend *b)
-{
-    grpc_channel_destroy(b->channel);
-    b->channel = NULL;
-    atomic_fetch_sub(&b->svc->c->open_channels, 1);
-}
-
-/* ------------------------------------------------------------ lists */
-
-struct entry {
-    char addr[LA_ADDR_STRLEN];
-    const Lookaside__V1__Backend *m;
-};
-
-static int cmp_entry(const void *a, const void *b)
-{
-    return strcmp(((const struct entry *)a)->addr, ((const struct entry *)b)->addr);
-}
-
-static enum la_bstate map_state(Lookaside__V1__BackendState s)
-{
-    switch (s) {
-    case LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING: return LA_DRAINING;
-    case LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED: return LA_RESTORED;
-    default: return LA_SERVING;
-    }
-}
-
-static void set_fields(la_backend *b, const Lookaside__V1__Backend *m)
-{
-    b->weight = m->weight > MAX_WEIGHT ? MAX_WEIGHT : m->weight;
-    b->state = map_state(m->state);
-    snprintf(b->zone, sizeof b->zone, "%s", m->zone ? m->zone : "");
-    snprintf(b->token, sizeof b->token, "%s", m->token ? m->token : "");
-}
-
-static void fallback_leave(la_service *svc)
-{
-    if (svc->fallback) {
-        log_info("client", "%s: the balancer answered; leaving fallback", svc->name);
-        unlink_backend(svc, svc->fallback);
-        svc->fallback = NULL;
-    }
-    if (svc->fallback_next) {
-        unlink_backend(svc, svc->fallback_next);
-        svc->fallback_next = NULL;
-    }
-}
-
-static void on_list(la_service *svc, const Lookaside__V1__ServerList *m, int64_t now)
-{
-    lookaside_client *c = svc->c;
-    if (m->state == LOOKASIDE__V1__LIST_STATE__LIST_STATE_UNKNOWN_SERVICE && m->n_backends == 0 &&
-        svc->n > 0) {
-        if (!svc->unknown_logged)
-            log_warn("client", "%s: balancer does not know the service; keeping the last list",
-                     svc->name);
-        svc->unknown_logged = true;
-        return;
-    }
-    svc->unknown_logged = false;
-    struct entry *e = calloc(m->n_backends ? m->n_backends : 1, sizeof *e);
-    la_backend **list = calloc(m->n_backends ? m->n_backends : 1, sizeof *list);
-    if (e == NULL || list == NULL) {
-        free(e);
-        free(list);
-        log_error("client", "%s: out of memory for a list of %zu", svc->name, m->n_backends);
-        return;
-    }
-    size_t ne = 0;
-    for (size_t i = 0; i < m->n_backends; i++) {
-        la_addr a;
-        if (m->backends[i] == NULL || addr_parse(m->backends[i]->address, &a) != LOOKASIDE_OK) {
-            log_warn("client", "%s: skipping backend with bad address", svc->name);
-            continue;
-        }
-        addr_format(&a, e[ne].addr, sizeof e[ne].addr);
-        e[ne++].m = m->backends[i];
-    }
-    qsort(e, ne, sizeof *e, cmp_entry);
-    /* Merge the sorted entries with the sorted current list. */
-    size_t nl = 0, j = 0;
-    pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < ne; i++) {
-        if (nl > 0 && strcmp(list[nl - 1]->addr, e[i].addr) == 0)
-            continue; /* duplicate address: first wins */
-        while (j < svc->n && strcmp(svc->list[j]->addr, e[i].addr) < 0)
-            unlink_backend(svc, svc->list[j++]);
-        la_backend *b = NULL;
-        if (j < svc->n && strcmp(svc->list[j]->addr, e[i].addr) == 0) {
-            b = svc->list[j++];
-        } else {
-            b = backend_open(c, svc, e[i].addr, false);
-            if (b == NULL) {
-                log_error("client", "%s: cannot open a channel to %s", svc->name, e[i].addr);
-                continue;
-            }
-            log_info("client", "%s: backend %s added", svc->name, e[i].addr);
-        }
-        set_fields(b, e[i].m);
-        list[nl++] = b;
-    }
-    while (j < svc->n) {
-        log_info("client", "%s: backend %s removed", svc->name, svc->list[j]->addr);
-        unlink_backend(svc, svc->list[j++]);
-    }
-    free(svc->list);
-    svc->list = list;
-    svc->n = nl;
-    svc->source = m->state == LOOKASIDE__V1__LIST_STATE__LIST_STATE_RESTORED
-                      ? LOOKASIDE_SOURCE_RESTORED
-                      : LOOKASIDE_SOURCE_LB;
-    svc->version = m->version;
-    svc->list_ms = now;
-    svc->valid_for_ms = m->valid_for_ms;
-    svc->lists++;
-    pthread_mutex_unlock(&c->mu);
-    free(e);
-    if (nl > 0) {
-        svc->have_lb_list = true;
-        fallback_leave(svc);
-    }
-    svc->dirty = true;
-}
-
-/* ------------------------------------------------------------ watch */
-
-static void apply_list(la_service *svc, grpc_byte_buffer *bb)
-{
-    ProtobufCMessage *msg = NULL;
-    lookaside_status st =
-        pbio_unpack(&lookaside__v1__server_list__descriptor, bb, MAX_LIST_BYTES, &msg);
-    if (st != LOOKASIDE_OK) {
-        log_warn("client", "%s: bad ServerList: %s", svc->name, lookaside_status_str(st));
-        return;
-    }
-    on_list(svc, (const Lookaside__V1__ServerList *)msg, clock_mono_ms());
-    protobuf_c_message_free_unpacked(msg, NULL);
-}
-
-static void watch_on_recv(void *owner, la_call *call, grpc_byte_buffer *bb)
-{
-    (void)call;
-    la_service *svc = owner;
-    if (bb == NULL)
-        return; /* on_status follows */
-    if (!svc->watch_got_msg) {
-        svc->watch_got_msg = true;
-        backoff_reset(&svc->backoff);
-        svc->round_fails = 0;
-        pthread_mutex_lock(&svc->c->mu);
-        svc->lb_connected = true;
-        pthread_mutex_unlock(&svc->c->mu);
-    }
-    apply_list(svc, bb);
-}
-
-static void watch_failed(la_service *svc, int64_t now)
-{
-    lookaside_client *c = svc->c;
-    svc->lb_index = (svc->lb_index + 1) % c->n_lb;
-    if (++svc->round_fails < c->n_lb) {
-        svc->retry_at_ms = now; /* try the next balancer at once */
-    } else {
-        svc->round_fails = 0;
-        svc->retry_at_ms = now + backoff_next(&svc->backoff);
-    }
-}
-
-static void watch_on_status(void *owner, la_call *call, grpc_status_code code, const char *details)
-{
-    la_service *svc = owner;
-    lookaside_client *c = svc->c;
-    la_call_release(call);
-    svc->watch = NULL;
-    pthread_mutex_lock(&c->mu);
-    svc->lb_connected = false;
-    pthread_mutex_unlock(&c->mu);
-    if (c->tearing_down)
-        return;
-    int64_t now = clock_mono_ms();
-    if (svc->watch_got_msg) {
-        log_warn("client", "%s: watch stream to %s ended (%d: %s); keeping the last list",
-                 svc->name, c->lb_targets[svc->lb_index], (int)code, details);
-        svc->retry_at_ms = now + backoff_next(&svc->backoff);
-    } else {
-        log_debug("client", "%s: watch on %s failed (%d: %s)", svc->name,
-                  c->lb_targets[svc->lb_index], (int)code, details);
-        watch_failed(svc, now);
-    }
-}
-
-static const la_call_handler watch_handler = {
-    .on_recv = watch_on_recv,
-    .on_sent = NULL,
-    .on_status = watch_on_status,
-};
-
-static void watch_start(la_service *svc, int64_t now)
-{
-    lookaside_client *c = svc->c;
-    svc->retry_at_ms = 0;
-    Lookaside__V1__WatchRequest req = LOOKASIDE__V1__WATCH_REQUEST__INIT;
-    req.service = svc->name;
-    req.client_zone = c->zone ? c->zone : "";
-    req.client_id = c->client_id;
-    grpc_channel *ch = lb_channel(c, svc->lb_index);
-    lookaside_status st = LOOKASIDE_ENOMEM;
-    if (ch != NULL)
-        st = la_call_start(ch, bgloop_cq(c->loop), WATCH_METHOD, &req.base, true, &watch_handler,
-                           svc, &c->live_calls, &svc->watch);
-    if (st != LOOKASIDE_OK) {
-        svc->watch = NULL;
-        log_warn("client", "%s: cannot start a watch: %s", svc->name, lookaside_status_str(st));
-        watch_failed(svc, now);
-        return;
-    }
-    svc->watch_got_msg = false;
-    if (svc->streams++ > 0) {
-        pthread_mutex_lock(&c->mu);
-        svc->reconnects++;
-        pthread_mutex_unlock(&c->mu);
-    }
-}
-
-/* ------------------------------------------------------------ fallback */
-
-static void fallback_tick(la_service *svc, int64_t now, int64_t *next)
-{
-    lookaside_client *c = svc->c;
-    if (svc->have_lb_list || svc->fallback_target == NULL)
-        return;
-    if (svc->fallback == NULL) {
-        int64_t at = svc->watch_since_ms + c->connect_timeout_ms;
-        if (now < at) {
-            if (at < *next)
-                *next = at;
-            return;
-        }
-        svc->fallback = backend_open(c, svc, svc->fallback_target, true);
-        if (svc->fallback == NULL) {
-            log_error("client", "%s: cannot open the fallback channel to %s", svc->name,
-                      svc->fallback_target);
-            if (now + 1000 < *next)
-                *next = now + 1000;
-            return;
-        }
-        log_warn("client", "%s: no list from the balancer within %u ms; falling back to %s",
-                 svc->name, c->connect_timeout_ms, svc->fallback_target);
-        svc->fallback_refresh_ms = now + c->fallback_refresh_ms;
-        pthread_mutex_lock(&c->mu);
-        svc->source = LOOKASIDE_SOURCE_FALLBACK_DNS;
-        svc->version = 0;
-        svc->list_ms = now;
-        svc->valid_for_ms = 0;
-        pthread_mutex_unlock(&c->mu);
-        svc->dirty = true;
-        return;
-    }
-    /* Re-create the channel now and then: gRPC's DNS resolver would only
-     * re-resolve on connection failures. The new one takes over once ready. */
-    if (svc->fallback_next == NULL && now >= svc->fallback_refresh_ms) {
-        svc->fallback_next = backend_open(c, svc, svc->fallback_target, true);
-        svc->fallback_next_deadline_ms = now + FALLBACK_WARMUP_MS;
-        if (svc->fallback_next == NULL)
-            svc->fallback_refresh_ms = now + c->fallback_refresh_ms;
-    }
-    if (svc->fallback_next != NULL) {
-        if (svc->fallback_next->conn == GRPC_CHANNEL_READY ||
-            now >= svc->fallback_next_deadline_ms) {
-            unlink_backend(svc, svc->fallback);
-            svc->fallback = svc->fallback_next;
-            svc->fallback_next = NULL;
-            svc->fallback_refresh_ms = now + c->fallback_refresh_ms;
-            pthread_mutex_lock(&c->mu);
-            svc->list_ms = now;
-            pthread_mutex_unlock(&c->mu);
-            svc->dirty = true;
-        } else if (svc->fallback_next_deadline_ms < *next) {
-            *next = svc->fallback_next_deadline_ms;
-        }
-    }
-    if (svc->fallback_next == NULL && svc->fallback_refresh_ms < *next)
-        *next = svc->fallback_refresh_ms;
-}
-
 /* ------------------------------------------------------------ loop */
 
 static void service_tick(la_service *svc, int64_t now, int64_t *next)
@@ -615,14 +78,14 @@ static void service_tick(la_service *svc, int64_t now, int64_t *next)
     svc->injected = NULL;
     pthread_mutex_unlock(&c->mu);
     if (inj != NULL) {
-        apply_list(svc, inj);
+        client_apply_list(svc, inj);
         grpc_byte_buffer_destroy(inj);
     }
     if (svc->watch == NULL && svc->retry_at_ms != 0 && now >= svc->retry_at_ms)
-        watch_start(svc, now);
+        client_watch_start(svc, now);
     if (svc->watch == NULL && svc->retry_at_ms != 0 && svc->retry_at_ms < *next)
         *next = svc->retry_at_ms;
-    fallback_tick(svc, now, next);
+    client_fallback_tick(svc, now, next);
     if (atomic_exchange(&svc->eject_check, false) ||
         (svc->eject_next_ms != 0 && now >= svc->eject_next_ms)) {
         int64_t en = INT64_MAX;
@@ -636,7 +99,7 @@ static void service_tick(la_service *svc, int64_t now, int64_t *next)
     if (svc->eject_next_ms != 0 && svc->eject_next_ms < *next)
         *next = svc->eject_next_ms;
     if (svc->dirty)
-        publish(svc);
+        client_publish(svc);
     if (svc->dirty && now + 100 < *next) /* publish failed: retry */
         *next = now + 100;
 }
@@ -652,13 +115,13 @@ static int64_t teardown_tick(lookaside_client *c, int64_t now)
             svc->watch = NULL;
             pthread_mutex_lock(&c->mu);
             for (size_t j = 0; j < svc->n; j++)
-                unlink_backend(svc, svc->list[j]);
+                client_backend_unlink(svc, svc->list[j]);
             svc->n = 0;
             pthread_mutex_unlock(&c->mu);
             if (svc->fallback)
-                unlink_backend(svc, svc->fallback);
+                client_backend_unlink(svc, svc->fallback);
             if (svc->fallback_next)
-                unlink_backend(svc, svc->fallback_next);
+                client_backend_unlink(svc, svc->fallback_next);
             svc->fallback = svc->fallback_next = NULL;
             pick_snap *old = atomic_exchange(&svc->snap, NULL);
             retired_add(&c->retired, old, svc->unlinked, ebr_retire_tag());
@@ -670,7 +133,7 @@ static int64_t teardown_tick(lookaside_client *c, int64_t now)
             c->lb_ch[i] = NULL;
         }
     }
-    bool pending = retired_reclaim(&c->retired, true, close_backend);
+    bool pending = retired_reclaim(&c->retired, true, client_backend_close);
     if (!pending && c->live_calls == 0 && c->live_watches == 0)
         return -1;
     return now + 20;
@@ -685,7 +148,7 @@ static int64_t client_tick(void *arg, int64_t now)
     size_t n = atomic_load_explicit(&c->n_services, memory_order_acquire);
     for (size_t i = 0; i < n; i++)
         service_tick(c->services[i], now, &next);
-    if (retired_reclaim(&c->retired, false, close_backend) && now + RECLAIM_POLL_MS < next)
+    if (retired_reclaim(&c->retired, false, client_backend_close) && now + RECLAIM_POLL_MS < next)
         next = now + RECLAIM_POLL_MS;
     return next;
 }
@@ -823,7 +286,7 @@ lookaside_status lookaside_client_create(const lookaside_client_options *opt,
     return LOOKASIDE_OK;
 }
 
-static la_service *find_service(lookaside_client *c, const char *name)
+la_service *client_find_service(lookaside_client *c, const char *name)
 {
     size_t n = atomic_load_explicit(&c->n_services, memory_order_acquire);
     for (size_t i = 0; i < n; i++)
@@ -841,7 +304,7 @@ lookaside_status lookaside_client_watch(lookaside_client *c, const char *service
         return LOOKASIDE_ESHUTDOWN;
     pthread_mutex_lock(&c->mu);
     size_t n = atomic_load(&c->n_services);
-    if (find_service(c, service) != NULL) {
+    if (client_find_service(c, service) != NULL) {
         pthread_mutex_unlock(&c->mu);
         return LOOKASIDE_OK;
     }
@@ -872,7 +335,7 @@ lookaside_status lookaside_client_wait_ready(lookaside_client *c, const char *se
 {
     if (c == NULL || service == NULL)
         return LOOKASIDE_EINVAL;
-    la_service *svc = find_service(c, service);
+    la_service *svc = client_find_service(c, service);
     if (svc == NULL)
         return LOOKASIDE_ENOTFOUND;
     struct timespec ts;
@@ -900,7 +363,7 @@ lookaside_status lookaside_pick(lookaside_client *c, const char *service,
 {
     if (c == NULL || service == NULL || out == NULL)
         return LOOKASIDE_EINVAL;
-    la_service *svc = find_service(c, service);
+    la_service *svc = client_find_service(c, service);
     if (svc == NULL)
         return LOOKASIDE_ENOTFOUND;
     struct ebr_rec *r = ebr_enter();
@@ -962,7 +425,7 @@ lookaside_status lookaside_client_service_info(lookaside_client *c, const char *
 {
     if (c == NULL || service == NULL || out == NULL)
         return LOOKASIDE_EINVAL;
-    la_service *svc = find_service(c, service);
+    la_service *svc = client_find_service(c, service);
     if (svc == NULL)
         return LOOKASIDE_ENOTFOUND;
     memset(out, 0, sizeof *out);
@@ -1005,7 +468,7 @@ lookaside_status lookaside_client_backends(lookaside_client *c, const char *serv
 {
     if (c == NULL || service == NULL || n == NULL || (cap > 0 && out == NULL))
         return LOOKASIDE_EINVAL;
-    la_service *svc = find_service(c, service);
+    la_service *svc = client_find_service(c, service);
     if (svc == NULL)
         return LOOKASIDE_ENOTFOUND;
     pthread_mutex_lock(&c->mu);
@@ -1031,63 +494,3 @@ void lookaside_client_destroy(lookaside_client *c)
     grpc_shutdown();
 }
 
-/* ------------------------------------------------------------ internal */
-
-lookaside_status client_inject_list(lookaside_client *c, const char *service,
-                                    const client_test_backend *b, size_t n, uint64_t version)
-{
-    la_service *svc = find_service(c, service);
-    if (svc == NULL)
-        return LOOKASIDE_ENOTFOUND;
-    Lookaside__V1__Backend *mb = calloc(n ? n : 1, sizeof *mb);
-    Lookaside__V1__Backend **mp = calloc(n ? n : 1, sizeof *mp);
-    if (mb == NULL || mp == NULL) {
-        free(mb);
-        free(mp);
-        return LOOKASIDE_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        lookaside__v1__backend__init(&mb[i]);
-        mb[i].address = (char *)b[i].address;
-        mb[i].weight = b[i].weight;
-        mb[i].zone = (char *)(b[i].zone ? b[i].zone : "");
-        mb[i].state = b[i].draining ? LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING
-                                    : LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING;
-        mp[i] = &mb[i];
-    }
-    Lookaside__V1__ServerList m = LOOKASIDE__V1__SERVER_LIST__INIT;
-    m.service = svc->name;
-    m.version = version;
-    m.n_backends = n;
-    m.backends = mp;
-    m.state = LOOKASIDE__V1__LIST_STATE__LIST_STATE_LIVE;
-    m.valid_for_ms = 60000;
-    grpc_byte_buffer *bb = pbio_pack(&m.base);
-    free(mb);
-    free(mp);
-    if (bb == NULL)
-        return LOOKASIDE_ENOMEM;
-    pthread_mutex_lock(&c->mu);
-    if (svc->injected)
-        grpc_byte_buffer_destroy(svc->injected);
-    svc->injected = bb;
-    pthread_mutex_unlock(&c->mu);
-    bgloop_wake(c->loop);
-    return LOOKASIDE_OK;
-}
-
-int client_open_channels(lookaside_client *c)
-{
-    return atomic_load(&c->open_channels);
-}
-
-uint64_t client_lists_applied(lookaside_client *c, const char *service)
-{
-    la_service *svc = find_service(c, service);
-    if (svc == NULL)
-        return 0;
-    pthread_mutex_lock(&c->mu);
-    uint64_t n = svc->lists;
-    pthread_mutex_unlock(&c->mu);
-    return n;
-}

@@ -1,0 +1,172 @@
+/* client_backend.c - backend channels, their connectivity, and publishing
+ * pick snapshots. Loop thread only, except where noted. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "client_priv.h"
+#include "ebr.h"
+#include "log.h"
+#include "util.h"
+
+static gpr_timespec deadline_in(int64_t ms)
+{
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* ------------------------------------------------------------ channels */
+
+grpc_channel *client_channel_open(const char *target, bool round_robin, uint32_t backoff_initial,
+                                  uint32_t backoff_max)
+{
+    grpc_arg args[4];
+    size_t n = 0;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    args[n++].value.integer = (int)backoff_initial;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    args[n++].value.integer = (int)backoff_max;
+    if (round_robin) {
+        args[n].type = GRPC_ARG_STRING;
+        args[n].key = GRPC_ARG_LB_POLICY_NAME;
+        args[n++].value.string = "round_robin";
+        args[n].type = GRPC_ARG_STRING;
+        args[n].key = GRPC_ARG_SERVICE_CONFIG;
+        args[n++].value.string = "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}";
+    }
+    grpc_channel_args ca = {n, args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(target, creds, &ca);
+    grpc_channel_credentials_release(creds);
+    return ch;
+}
+
+static void conn_event(bgloop_event *ev, bool ok);
+
+static void conn_watch(lookaside_client *c, la_backend *b)
+{
+    b->watch_pending = true;
+    c->live_watches++;
+    grpc_channel_watch_connectivity_state(b->channel, b->conn, deadline_in(CONN_WATCH_MS),
+                                          bgloop_cq(c->loop), &b->conn_ev);
+}
+
+/* A backend with a channel told to connect at once. fallback: target is a
+ * gRPC target for round_robin; else addr is a canonical "ip:port". */
+la_backend *client_backend_open(lookaside_client *c, la_service *svc, const char *addr,
+                                bool fallback)
+{
+    la_backend *b = backend_new(addr);
+    if (b == NULL)
+        return NULL;
+    b->svc = svc;
+    b->is_fallback = fallback;
+    b->conn_ev.fn = conn_event;
+    char target[LA_ADDR_STRLEN + 8];
+    const char *t = addr;
+    if (!fallback) {
+        snprintf(target, sizeof target, "%s:%s", addr[0] == '[' ? "ipv6" : "ipv4", addr);
+        t = target;
+    }
+    b->channel = client_channel_open(t, fallback, 1000, 10000);
+    if (b->channel == NULL) {
+        backend_free(b);
+        return NULL;
+    }
+    atomic_fetch_add(&c->open_channels, 1);
+    b->conn = grpc_channel_check_connectivity_state(b->channel, 1);
+    conn_watch(c, b);
+    return b;
+}
+
+void client_backend_unlink(la_service *svc, la_backend *b)
+{
+    b->retired = true;
+    b->next_retired = svc->unlinked;
+    svc->unlinked = b;
+}
+
+static void conn_event(bgloop_event *ev, bool ok)
+{
+    (void)ok;
+    la_backend *b = (la_backend *)((char *)ev - offsetof(la_backend, conn_ev));
+    la_service *svc = b->svc;
+    lookaside_client *c = svc->c;
+    b->watch_pending = false;
+    c->live_watches--;
+    if (b->retired || b->channel == NULL || c->tearing_down)
+        return;
+    grpc_connectivity_state s = grpc_channel_check_connectivity_state(b->channel, 0);
+    if (s == GRPC_CHANNEL_IDLE) /* keep the connection warm: picks go direct */
+        grpc_channel_check_connectivity_state(b->channel, 1);
+    if (s != b->conn) {
+        bool was_failed = conn_failed(b->conn), failed = conn_failed(s);
+        log_debug("client", "%s: connectivity %d -> %d", b->addr, (int)b->conn, (int)s);
+        pthread_mutex_lock(&c->mu);
+        b->conn = s;
+        pthread_mutex_unlock(&c->mu);
+        if (!b->is_fallback) {
+            if (failed && !was_failed &&
+                atomic_fetch_add(&b->consec_fail, 1) + 1 >= c->ep.consecutive)
+                atomic_store(&svc->eject_check, true);
+            if (failed != was_failed)
+                svc->dirty = true;
+        }
+    }
+    conn_watch(c, b);
+}
+
+/* ------------------------------------------------------------ publishing */
+
+static void update_info_locked(la_service *svc, const pick_snap *s)
+{
+    svc->pickable = s ? s->n : 0;
+    svc->zone_local = s ? s->zone_local : false;
+    if (s != NULL && !svc->ready) {
+        svc->ready = true;
+        pthread_cond_broadcast(&svc->c->cond);
+    }
+}
+
+/* Builds and publishes the service's snapshot; retires the old one and the
+ * backends unlinked since the last publish. */
+void client_publish(la_service *svc)
+{
+    lookaside_client *c = svc->c;
+    pick_snap *s = NULL;
+    lookaside_status st;
+    pthread_mutex_lock(&c->mu); /* pick_snap_build writes pickable flags */
+    if (!svc->have_lb_list && svc->fallback != NULL)
+        st = pick_snap_single(svc->fallback, &s);
+    else
+        st = pick_snap_build(svc->list, svc->n, &c->pp, &s);
+    pthread_mutex_unlock(&c->mu);
+    if (st != LOOKASIDE_OK) {
+        log_warn("client", "%s: cannot build a pick table: %s (keeping the old one)", svc->name,
+                 lookaside_status_str(st));
+        return; /* still dirty: the next tick retries */
+    }
+    if (s == NULL && svc->n > 0)
+        log_warn("client", "%s: nothing pickable among %zu backends", svc->name, svc->n);
+    pick_snap *old = atomic_exchange_explicit(&svc->snap, s, memory_order_seq_cst);
+    retired_add(&c->retired, old, svc->unlinked, ebr_retire_tag());
+    svc->unlinked = NULL;
+    svc->dirty = false;
+    /* Only now: whoever wait_ready() wakes must find the snapshot. */
+    pthread_mutex_lock(&c->mu);
+    update_info_locked(svc, s);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Unreachable and idle: the channel goes (completing its connectivity
+ * watch with SHUTDOWN). */
+void client_backend_close(la_backend *b)
+{
+    grpc_channel_destroy(b->channel);
+    b->channel = NULL;
+    atomic_fetch_sub(&b->svc->c->open_channels, 1);
+}
