@@ -1,6 +1,7 @@
 /* Integration tests for liblookaside against the real lookaside-server and
  * echo backends in child processes. One scenario per process:
- *   test_client_it new_backend | killed_backend | lb_restart | fallback | drain
+ *   test_client_it new_backend | killed_backend | lb_restart | fallback | drain |
+ *                  load_shares
  * (and, as a child, test_client_it --backend NAME ...). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -190,13 +191,17 @@ static void backends_term(it_backend *b, int n)
 
 /* ------------------------------------------------------------ scenarios */
 
-/* A new backend gets picks within 1 s of its first report. */
+static int free_port(void);
+
+/* A new backend gets picks within 1 s of its first report. The balancer
+ * list given to the client and the reporters starts with a dead address:
+ * both move on to the next target at once. */
 static int t_new_backend(void)
 {
     it_lb lb;
     CHECK(it_lb_start(&lb, 0, NULL, NULL), "lb start");
-    char target[32];
-    it_lb_target(&lb, target, sizeof target);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d,127.0.0.1:%d", free_port(), lb.port);
     it_backend b[3];
     CHECK(it_backend_start(&b[0], "A", target, SVC, NULL, true), "A");
     lookaside_client *c = client_new(target, 0);
@@ -436,6 +441,60 @@ static int t_fallback(void)
     return 0;
 }
 
+/* Traffic follows reported load: two backends report application
+ * utilization 0.8 and 0.2 (at the 250 ms interval the balancer asks for);
+ * the lighter one ends up with most of the picks. */
+static int t_load_shares(void)
+{
+    it_lb lb;
+    const char *extra[] = {"--report-interval-ms", "250", NULL};
+    CHECK(it_lb_start(&lb, 0, NULL, extra), "lb start");
+    char target[32];
+    it_lb_target(&lb, target, sizeof target);
+    it_backend b[2];
+    CHECK(it_backend_start_util(&b[0], "heavy", target, SVC, NULL, 0.8, true), "heavy");
+    CHECK(it_backend_start_util(&b[1], "light", target, SVC, NULL, 0.2, true), "light");
+    int64_t t0 = it_now_ms();
+    lookaside_client *c = client_new(target, 0);
+    CHECK(lookaside_client_watch(c, SVC, NULL) == LOOKASIDE_OK, "watch");
+    CHECK(lookaside_client_wait_ready(c, SVC, 5000) == LOOKASIDE_OK, "ready");
+    load l;
+    load_start(&l, c);
+    /* Shares over successive 1 s windows until light has 60 %+ (20 s max). */
+    double light_share = 0;
+    uint64_t h0 = 0, l0 = 0;
+    for (int64_t end = it_now_ms() + 20000; it_now_ms() < end;) {
+        it_sleep_ms(1000);
+        uint64_t h = load_count(&l, "heavy", NULL), li = load_count(&l, "light", NULL);
+        uint64_t dh = h - h0, dl = li - l0;
+        h0 = h;
+        l0 = li;
+        light_share = dh + dl ? (double)dl / (double)(dh + dl) : 0;
+        fprintf(stderr, "t=%5lld ms light share %.2f\n", (long long)(it_now_ms() - t0),
+                light_share);
+        if (light_share >= 0.6)
+            break;
+    }
+    load_stop(&l);
+    load_print(&l);
+    CHECK(light_share >= 0.6, "light backend share %.2f", light_share);
+    CHECK(atomic_load(&l.failed_calls) == 0, "no failures");
+    lookaside_client_destroy(c);
+    int64_t lived = it_now_ms() - t0;
+    for (int i = 0; i < 2; i++) {
+        char buf[96];
+        unsigned long long loads = 0, streams = 0;
+        CHECK(it_backend_term(&b[i], buf, sizeof buf), "%s stops", b[i].name);
+        CHECK(sscanf(buf, "stopped ok loads=%llu streams=%llu", &loads, &streams) == 2, "%s", buf);
+        /* about one load per 250 ms */
+        CHECK(loads >= (unsigned long long)(lived / 250 / 2) && streams == 1,
+              "%s sent %llu loads on %llu streams in %lld ms", b[i].name, loads, streams,
+              (long long)lived);
+    }
+    it_lb_stop(&lb);
+    return 0;
+}
+
 /* A backend stopping gracefully (reporter stop: drain, wait for the ack)
  * leaves the picks with no failed call. */
 static int t_drain(void)
@@ -457,7 +516,7 @@ static int t_drain(void)
     char addr[32], buf[64];
     snprintf(addr, sizeof addr, "%s", b[0].addr);
     CHECK(it_backend_term(&b[0], buf, sizeof buf), "A stops");
-    CHECK(strcmp(buf, "stopped ok") == 0, "reporter stop: %s", buf);
+    CHECK(strncmp(buf, "stopped ok", 10) == 0, "reporter stop: %s", buf);
     int64_t t_gone = it_now_ms();
     it_sleep_ms(500);
     CHECK(load_last_pick(&l, addr) < t_gone, "drained backend picked after it left");
@@ -475,7 +534,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--backend") == 0)
         return it_backend_main(argc, argv);
     if (argc < 2) {
-        fprintf(stderr, "usage: %s new_backend|killed_backend|lb_restart|fallback|drain\n",
+        fprintf(stderr, "usage: %s new_backend|killed_backend|lb_restart|fallback|drain|load_shares\n",
                 argv[0]);
         return 2;
     }
@@ -490,6 +549,8 @@ int main(int argc, char **argv)
         rc = t_fallback();
     else if (strcmp(argv[1], "drain") == 0)
         rc = t_drain();
+    else if (strcmp(argv[1], "load_shares") == 0)
+        rc = t_load_shares();
     it_cleanup();
     if (rc == 0)
         fprintf(stderr, "%s: passed\n", argv[1]);

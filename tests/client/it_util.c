@@ -264,6 +264,13 @@ bool it_backend_wait_registered(it_backend *b, int timeout_ms)
 bool it_backend_start(it_backend *b, const char *name, const char *lb_target, const char *service,
                       const char *zone, bool wait_registered)
 {
+    return it_backend_start_util(b, name, lb_target, service, zone, 0, wait_registered);
+}
+
+bool it_backend_start_util(it_backend *b, const char *name, const char *lb_target,
+                           const char *service, const char *zone, double util,
+                           bool wait_registered)
+{
     memset(b, 0, sizeof *b);
     snprintf(b->name, sizeof b->name, "%s", name);
     int fds[2];
@@ -288,6 +295,12 @@ bool it_backend_start(it_backend *b, const char *name, const char *lb_target, co
     if (zone) {
         argv[n++] = "--zone";
         argv[n++] = zone;
+    }
+    char ubuf[32];
+    if (util > 0) {
+        snprintf(ubuf, sizeof ubuf, "%g", util);
+        argv[n++] = "--util";
+        argv[n++] = ubuf;
     }
     argv[n] = NULL;
     posix_spawn_file_actions_t fa;
@@ -454,6 +467,7 @@ static void serve_event(grpc_server *srv, grpc_completion_queue *cq, const char 
 int it_backend_main(int argc, char **argv)
 {
     const char *name = NULL, *lb = NULL, *service = NULL, *zone = NULL;
+    double util = 0;
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--backend") == 0)
             name = argv[++i];
@@ -463,6 +477,8 @@ int it_backend_main(int argc, char **argv)
             service = argv[++i];
         else if (strcmp(argv[i], "--zone") == 0)
             zone = argv[++i];
+        else if (strcmp(argv[i], "--util") == 0)
+            util = atof(argv[++i]);
     }
     if (name == NULL || service == NULL)
         return 2;
@@ -495,6 +511,11 @@ int it_backend_main(int argc, char **argv)
         o.backoff_max_ms = 1000;
         if (lookaside_reporter_create(&o, &rep) != LOOKASIDE_OK)
             return 4;
+        if (util > 0) {
+            lookaside_load l = {0};
+            l.application_utilization = util;
+            lookaside_reporter_set_load(rep, &l);
+        }
     }
 
     echo_call *pending = echo_new();
@@ -524,7 +545,11 @@ int it_backend_main(int argc, char **argv)
      * grace period while the balancer's push reaches them, then go. */
     if (rep) {
         lookaside_status st = lookaside_reporter_stop(rep, 3000);
-        printf("stopped %s\n", st == LOOKASIDE_OK ? "ok" : lookaside_status_str(st));
+        lookaside_reporter_info info;
+        lookaside_reporter_info_get(rep, &info);
+        printf("stopped %s loads=%llu streams=%llu\n",
+               st == LOOKASIDE_OK ? "ok" : lookaside_status_str(st),
+               (unsigned long long)info.loads_sent, (unsigned long long)info.streams);
         fflush(stdout);
         int64_t grace_end = it_now_ms() + 300;
         while (it_now_ms() < grace_end) {

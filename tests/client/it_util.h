@@ -68,10 +68,15 @@ typedef struct it_backend {
  * its reporter is registered. */
 bool it_backend_start(it_backend *b, const char *name, const char *lb_target, const char *service,
                       const char *zone, bool wait_registered);
+/* The same, reporting application_utilization util (> 0) in every load. */
+bool it_backend_start_util(it_backend *b, const char *name, const char *lb_target,
+                           const char *service, const char *zone, double util,
+                           bool wait_registered);
 /* Waits (timeout) for the "registered" line if not seen yet. */
 bool it_backend_wait_registered(it_backend *b, int timeout_ms);
 /* SIGTERM: the backend drains through its reporter (stop), then exits.
- * Puts the reporter's stop status line ("stopped ok" / "stopped timed out")
+ * Puts the reporter's stop line ("stopped ok loads=N streams=M" or
+ * "stopped timed out ...")
  * in buf and waits for the exit (bounded). True when the line came and the
  * child exited with 0 (sanitizer reports make it non-zero). */
 bool it_backend_term(it_backend *b, char *buf, size_t n);
