@@ -3,11 +3,79 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 #include "bgloop.h"
 #include "log.h"
 #include "pbio.h"
+
+grpc_channel *la_channel_open(const char *target, bool round_robin, uint32_t backoff_initial,
+                              uint32_t backoff_max)
+{
+    grpc_arg args[4];
+    size_t n = 0;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    args[n++].value.integer = (int)backoff_initial;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    args[n++].value.integer = (int)backoff_max;
+    if (round_robin) {
+        args[n].type = GRPC_ARG_STRING;
+        args[n].key = GRPC_ARG_LB_POLICY_NAME;
+        args[n++].value.string = "round_robin";
+        args[n].type = GRPC_ARG_STRING;
+        args[n].key = GRPC_ARG_SERVICE_CONFIG;
+        args[n++].value.string = "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}";
+    }
+    grpc_channel_args ca = {n, args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(target, creds, &ca);
+    grpc_channel_credentials_release(creds);
+    return ch;
+}
+
+/* Splits "a,b, c" into trimmed, non-empty targets. */
+lookaside_status la_targets_split(const char *s, char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (s == NULL)
+        return LOOKASIDE_EINVAL;
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    char **v = calloc(cap, sizeof *v);
+    if (v == NULL)
+        return LOOKASIDE_ENOMEM;
+    size_t k = 0;
+    const char *p = s;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0 || (v[k] = strndup(p, len)) == NULL) {
+            lookaside_status st = len == 0 ? LOOKASIDE_EINVAL : LOOKASIDE_ENOMEM;
+            for (size_t i = 0; i < k; i++)
+                free(v[i]);
+            free(v);
+            return st;
+        }
+        k++;
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    *out = v;
+    *n = k;
+    return LOOKASIDE_OK;
+}
 
 enum { OP_SEND, OP_RECV, OP_STATUS, OP_KINDS };
 

@@ -184,46 +184,6 @@ static void client_free(lookaside_client *c)
     free(c);
 }
 
-/* Splits "a,b, c" into trimmed, non-empty targets. */
-static lookaside_status split_targets(const char *s, char ***out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (s == NULL)
-        return LOOKASIDE_EINVAL;
-    size_t cap = 1;
-    for (const char *p = s; *p; p++)
-        cap += *p == ',';
-    char **v = calloc(cap, sizeof *v);
-    if (v == NULL)
-        return LOOKASIDE_ENOMEM;
-    size_t k = 0;
-    const char *p = s;
-    for (;;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && (*p == ' ' || *p == '\t')) {
-            p++;
-            len--;
-        }
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        if (len == 0 || (v[k] = strndup(p, len)) == NULL) {
-            lookaside_status st = len == 0 ? LOOKASIDE_EINVAL : LOOKASIDE_ENOMEM;
-            for (size_t i = 0; i < k; i++)
-                free(v[i]);
-            free(v);
-            return st;
-        }
-        k++;
-        if (end == NULL)
-            break;
-        p = end + 1;
-    }
-    *out = v;
-    *n = k;
-    return LOOKASIDE_OK;
-}
 
 #define OR_DEFAULT(v, d) ((v) ? (v) : (d))
 
@@ -245,7 +205,7 @@ lookaside_status lookaside_client_create(const lookaside_client_options *opt,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cond, &ca);
     pthread_condattr_destroy(&ca);
-    lookaside_status st = split_targets(opt->lb_target, &c->lb_targets, &c->n_lb);
+    lookaside_status st = la_targets_split(opt->lb_target, &c->lb_targets, &c->n_lb);
     if (st != LOOKASIDE_OK) {
         client_free(c);
         return st;

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 #include "client_priv.h"
@@ -19,31 +18,6 @@ static gpr_timespec deadline_in(int64_t ms)
 
 /* ------------------------------------------------------------ channels */
 
-grpc_channel *client_channel_open(const char *target, bool round_robin, uint32_t backoff_initial,
-                                  uint32_t backoff_max)
-{
-    grpc_arg args[4];
-    size_t n = 0;
-    args[n].type = GRPC_ARG_INTEGER;
-    args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = (int)backoff_initial;
-    args[n].type = GRPC_ARG_INTEGER;
-    args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = (int)backoff_max;
-    if (round_robin) {
-        args[n].type = GRPC_ARG_STRING;
-        args[n].key = GRPC_ARG_LB_POLICY_NAME;
-        args[n++].value.string = "round_robin";
-        args[n].type = GRPC_ARG_STRING;
-        args[n].key = GRPC_ARG_SERVICE_CONFIG;
-        args[n++].value.string = "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}";
-    }
-    grpc_channel_args ca = {n, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_channel *ch = grpc_channel_create(target, creds, &ca);
-    grpc_channel_credentials_release(creds);
-    return ch;
-}
 
 static void conn_event(bgloop_event *ev, bool ok);
 
@@ -72,7 +46,7 @@ la_backend *client_backend_open(lookaside_client *c, la_service *svc, const char
         snprintf(target, sizeof target, "%s:%s", addr[0] == '[' ? "ipv6" : "ipv4", addr);
         t = target;
     }
-    b->channel = client_channel_open(t, fallback, 1000, 10000);
+    b->channel = la_channel_open(t, fallback, 1000, 10000);
     if (b->channel == NULL) {
         backend_free(b);
         return NULL;

@@ -107,8 +107,6 @@ struct lookaside_client {
 la_service *client_find_service(lookaside_client *c, const char *name);
 
 /* client_backend.c (loop thread) */
-grpc_channel *client_channel_open(const char *target, bool round_robin, uint32_t backoff_initial,
-                                  uint32_t backoff_max);
 /* A backend with a channel told to connect at once and a connectivity
  * watch. fallback: addr is a gRPC target for round_robin; else a canonical
  * "ip:port". NULL on failure. */

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 #include "backoff.h"
@@ -108,19 +107,8 @@ static void abs_deadline(uint32_t timeout_ms, struct timespec *ts)
 static grpc_channel *lb_channel(lookaside_reporter *r)
 {
     size_t i = r->lb_index;
-    if (r->lb_ch[i] == NULL) {
-        grpc_arg args[2];
-        args[0].type = GRPC_ARG_INTEGER;
-        args[0].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-        args[0].value.integer = 1000;
-        args[1].type = GRPC_ARG_INTEGER;
-        args[1].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-        args[1].value.integer = (int)r->backoff_max_ms;
-        grpc_channel_args ca = {2, args};
-        grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-        r->lb_ch[i] = grpc_channel_create(r->lb_targets[i], creds, &ca);
-        grpc_channel_credentials_release(creds);
-    }
+    if (r->lb_ch[i] == NULL)
+        r->lb_ch[i] = la_channel_open(r->lb_targets[i], false, 1000, r->backoff_max_ms);
     return r->lb_ch[i];
 }
 
@@ -428,41 +416,6 @@ static void reporter_free(lookaside_reporter *r)
     free(r);
 }
 
-static lookaside_status split_list(const char *s, char ***out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    size_t cap = 1;
-    for (const char *p = s; *p; p++)
-        cap += *p == ',';
-    char **v = calloc(cap, sizeof *v);
-    if (v == NULL)
-        return LOOKASIDE_ENOMEM;
-    size_t k = 0;
-    for (const char *p = s;;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && *p == ' ') {
-            p++;
-            len--;
-        }
-        while (len > 0 && p[len - 1] == ' ')
-            len--;
-        if (len == 0 || (v[k] = strndup(p, len)) == NULL) {
-            for (size_t i = 0; i < k; i++)
-                free(v[i]);
-            free(v);
-            return len == 0 ? LOOKASIDE_EINVAL : LOOKASIDE_ENOMEM;
-        }
-        k++;
-        if (end == NULL)
-            break;
-        p = end + 1;
-    }
-    *out = v;
-    *n = k;
-    return LOOKASIDE_OK;
-}
 
 lookaside_status lookaside_reporter_create(const lookaside_reporter_options *opt,
                                            lookaside_reporter **out)
@@ -484,7 +437,7 @@ lookaside_status lookaside_reporter_create(const lookaside_reporter_options *opt
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cond, &ca);
     pthread_condattr_destroy(&ca);
-    lookaside_status st = split_list(opt->lb_target, &r->lb_targets, &r->n_lb);
+    lookaside_status st = la_targets_split(opt->lb_target, &r->lb_targets, &r->n_lb);
     if (st != LOOKASIDE_OK) {
         reporter_free(r);
         return st;

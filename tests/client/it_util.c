@@ -297,7 +297,7 @@ bool it_backend_start_util(it_backend *b, const char *name, const char *lb_targe
         argv[n++] = zone;
     }
     char ubuf[32];
-    if (util > 0) {
+    if (util != 0) {
         snprintf(ubuf, sizeof ubuf, "%g", util);
         argv[n++] = "--util";
         argv[n++] = ubuf;
@@ -371,6 +371,12 @@ void it_backend_kill(it_backend *b)
 /* ------------------------------------------------------------ child */
 
 static volatile sig_atomic_t child_term;
+
+/* lookaside_load_fn: reports the utilization it is given. */
+static void util_cb(void *arg, lookaside_load *load)
+{
+    load->application_utilization = *(const double *)arg;
+}
 
 static void on_term(int sig)
 {
@@ -509,9 +515,15 @@ int it_backend_main(int argc, char **argv)
         o.zone = zone;
         o.backoff_initial_ms = 200;
         o.backoff_max_ms = 1000;
+        static double cb_util;
+        if (util < 0) { /* through the callback */
+            cb_util = -util;
+            o.load_cb = util_cb;
+            o.load_cb_arg = &cb_util;
+        }
         if (lookaside_reporter_create(&o, &rep) != LOOKASIDE_OK)
             return 4;
-        if (util > 0) {
+        if (util > 0) { /* through the setter */
             lookaside_load l = {0};
             l.application_utilization = util;
             lookaside_reporter_set_load(rep, &l);

@@ -68,7 +68,9 @@ typedef struct it_backend {
  * its reporter is registered. */
 bool it_backend_start(it_backend *b, const char *name, const char *lb_target, const char *service,
                       const char *zone, bool wait_registered);
-/* The same, reporting application_utilization util (> 0) in every load. */
+/* The same, reporting application_utilization |util| in every load: set
+ * with lookaside_reporter_set_load when util > 0, from the load callback
+ * when util < 0. */
 bool it_backend_start_util(it_backend *b, const char *name, const char *lb_target,
                            const char *service, const char *zone, double util,
                            bool wait_registered);
