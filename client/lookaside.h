@@ -106,7 +106,8 @@ typedef struct lookaside_client_options {
     /* Required. The balancer: a comma-separated list of gRPC channel targets
      * tried in turn, e.g. "127.0.0.1:7000", "10.0.0.5:7000,10.0.0.6:7000" or
      * "dns:///lb.prod.svc:7000" (one target can itself resolve to several
-     * balancers). Copied. */
+     * balancers). A target that fails is left for the next one at once;
+     * backoff applies once every target has failed. Copied. */
     const char *lb_target;
     /* The client's failure domain ("us-east1-b"); NULL or "" for none. Sent to
      * the balancer and used for zone preference. Copied. */
@@ -186,7 +187,8 @@ struct lookaside_pick {
 };
 
 /* Chooses a backend for one RPC of service and fills *out. Lock-free: takes
- * no mutex, allocates nothing, costs tens of nanoseconds. Every successful
+ * no mutex, allocates nothing, makes no system call; about 15 ns on a
+ * 10-backend service (bench_pick). Every successful
  * pick must be ended with exactly one lookaside_pick_done() (it counts as in
  * flight until then, which keeps the backend's channel open).
  * Returns LOOKASIDE_OK; LOOKASIDE_ENOTFOUND when the service is not watched;
@@ -251,7 +253,9 @@ typedef struct lookaside_backend_info {
 } lookaside_backend_info;
 
 /* Copies up to cap backends of service's current list into out and sets *n
- * to the number of backends in the list (which may exceed cap). Any thread.
+ * to the number of backends in the list (which may exceed cap). The fallback
+ * channel is not a listed backend (see lookaside_service_info.source).
+ * Takes the client's mutex briefly. Any thread.
  * LOOKASIDE_OK, LOOKASIDE_ENOTFOUND, LOOKASIDE_EINVAL. */
 lookaside_status lookaside_client_backends(lookaside_client *c, const char *service,
                                            lookaside_backend_info *out, size_t cap, size_t *n);
