@@ -204,8 +204,12 @@ static void watch_on_status(void *owner, la_call *call, grpc_status_code code, c
                  svc->name, c->lb_targets[svc->lb_index], (int)code, details);
         svc->retry_at_ms = now + backoff_next(&svc->backoff);
     } else {
-        log_debug("client", "%s: watch on %s failed (%d: %s)", svc->name,
-                  c->lb_targets[svc->lb_index], (int)code, details);
+        if (code == GRPC_STATUS_UNAVAILABLE)
+            log_debug("client", "%s: watch on %s failed (%d: %s)", svc->name,
+                      c->lb_targets[svc->lb_index], (int)code, details);
+        else
+            log_warn("client", "%s: balancer %s refused the watch (%d: %s)", svc->name,
+                     c->lb_targets[svc->lb_index], (int)code, details);
         watch_failed(svc, now);
     }
 }

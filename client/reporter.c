@@ -299,8 +299,14 @@ static void rep_on_status(void *owner, la_call *call, grpc_status_code code, con
                  r->address, (int)code, details);
         r->retry_at_ms = now + backoff_next(&r->backoff);
     } else {
-        log_debug("reporter", "%s: report stream to %s failed (%d: %s)", r->service,
-                  r->lb_targets[r->lb_index], (int)code, details);
+        /* UNAVAILABLE: nobody there yet (retried quietly); anything else is
+         * the balancer refusing us (credential, name), worth a warning. */
+        if (code == GRPC_STATUS_UNAVAILABLE)
+            log_debug("reporter", "%s: report stream to %s failed (%d: %s)", r->service,
+                      r->lb_targets[r->lb_index], (int)code, details);
+        else
+            log_warn("reporter", "%s %s: balancer %s refused the report stream (%d: %s)",
+                     r->service, r->address, r->lb_targets[r->lb_index], (int)code, details);
         stream_failed(r, now);
     }
 }
