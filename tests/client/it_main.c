@@ -16,7 +16,9 @@
 #include "it_util.h"
 #include "lookaside.h"
 
-#define SVC "echo.test"
+/* Per process, so that tests running side by side never share a service
+ * even if one of them reaches another's balancer. */
+static char SVC[64];
 #define MAXB 8
 
 /* ------------------------------------------------------------ load */
@@ -538,6 +540,7 @@ int main(int argc, char **argv)
                 argv[0]);
         return 2;
     }
+    snprintf(SVC, sizeof SVC, "echo-%d.test", (int)getpid());
     int rc = 2;
     if (strcmp(argv[1], "new_backend") == 0)
         rc = t_new_backend();
