@@ -18,7 +18,6 @@ static gpr_timespec deadline_in(int64_t ms)
 
 /* ------------------------------------------------------------ channels */
 
-
 static void conn_event(bgloop_event *ev, bool ok);
 
 static void conn_watch(lookaside_client *c, la_backend *b)
@@ -29,8 +28,6 @@ static void conn_watch(lookaside_client *c, la_backend *b)
                                           bgloop_cq(c->loop), &b->conn_ev);
 }
 
-/* A backend with a channel told to connect at once. fallback: target is a
- * gRPC target for round_robin; else addr is a canonical "ip:port". */
 la_backend *client_backend_open(lookaside_client *c, la_service *svc, const char *addr,
                                 bool fallback)
 {
