@@ -97,6 +97,7 @@ static void update_info_locked(la_service *svc, const pick_snap *s)
 {
     svc->pickable = s ? s->n : 0;
     svc->zone_local = s ? s->zone_local : false;
+    svc->lists_published = svc->lists;
     if (s != NULL && !svc->ready) {
         svc->ready = true;
         pthread_cond_broadcast(&svc->c->cond);

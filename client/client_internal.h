@@ -29,7 +29,8 @@ lookaside_status client_inject_list(lookaside_client *c, const char *service,
  * finishing calls), fallback channels included. Any thread. */
 int client_open_channels(lookaside_client *c);
 
-/* Lists applied so far for service (injected or received), 0 when unknown. */
+/* Lists (injected or received) whose snapshot has been published, 0 when
+ * the service is unknown. */
 uint64_t client_lists_applied(lookaside_client *c, const char *service);
 
 #endif

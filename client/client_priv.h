@@ -67,6 +67,7 @@ typedef struct la_service {
     uint32_t pickable;
     bool zone_local;
     uint64_t lists;
+    uint64_t lists_published; /* lists when the last snapshot was published */
     uint64_t reconnects;
     bool ready;
 } la_service;

@@ -364,7 +364,7 @@ uint64_t client_lists_applied(lookaside_client *c, const char *service)
     if (svc == NULL)
         return 0;
     pthread_mutex_lock(&c->mu);
-    uint64_t n = svc->lists;
+    uint64_t n = svc->lists_published;
     pthread_mutex_unlock(&c->mu);
     return n;
 }
