@@ -209,6 +209,26 @@ tclient *tc_connect(const char *addr)
     return c;
 }
 
+tclient *tc_connect_slow_reader(const char *addr)
+{
+    tclient *c = calloc(1, sizeof *c);
+    grpc_arg args[3];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_HTTP2_BDP_PROBE;
+    args[0].value.integer = 0;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+    args[1].value.integer = 16384;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = "lookaside.test.slow_reader";   /* never share a subchannel */
+    args[2].value.integer = 1;
+    grpc_channel_args ca = {3, args};
+    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    c->ch = grpc_channel_create(addr, cr, &ca);
+    grpc_channel_credentials_release(cr);
+    return c;
+}
+
 void tc_close(tclient *c)
 {
     if (c == NULL)

@@ -45,6 +45,10 @@ void h_log_dump(const proc *p);
 /* ---- client ---- */
 typedef struct tclient tclient;
 tclient *tc_connect(const char *addr);
+/* A client whose HTTP/2 receive window stays small (no BDP probing, 16 KiB
+ * lookahead), so a server writing faster than it reads is held back: for
+ * tests of slow consumers. */
+tclient *tc_connect_slow_reader(const char *addr);
 void tc_close(tclient *c);
 
 /* Unary call. resp may be NULL (only the status). details: malloc'd or NULL. */

@@ -42,6 +42,12 @@ static int setup(void **state)
     return setup_server(state, extra);
 }
 
+static int setup_long_interval(void **state)
+{
+    static const char *const extra[] = {"--report-interval-ms", "30000", NULL};
+    return setup_server(state, extra);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -729,6 +735,69 @@ static void test_auth(void **state)
     unlink(p2.log);
 }
 
+
+/* A watcher that does not read while the list changes many times gets the
+ * latest list when it does read, not a backlog: at most one send is in
+ * flight per watcher and each send carries the newest version. */
+static void test_slow_watcher_coalesced(void **state)
+{
+    (void)state;
+    enum { NB = 200, FLIPS = 60 };
+    tstream *reps[NB];
+    char addr[NB][32];
+    for (int i = 0; i < NB; i++) {
+        snprintf(addr[i], sizeof addr[i], "127.0.%d.%d:%d", 1 + i / 200, 1 + i % 200, 20000 + i);
+        /* Long zone strings make each list ~20 KB so the HTTP/2 window fills. */
+        reps[i] = reg_open("co", addr[i], "zone-with-a-long-name-to-make-lists-bigger-0123456789");
+        Lookaside__V1__ReportAck *ack = ack_recv(reps[i]);
+        assert_non_null(ack);
+        protobuf_c_message_free_unpacked(&ack->base, NULL);
+    }
+    tclient *slow = tc_connect_slow_reader(g_srv.addr);
+    Lookaside__V1__WatchRequest wr = LOOKASIDE__V1__WATCH_REQUEST__INIT;
+    wr.service = "co";
+    tstream *w = ts_open(slow, "/lookaside.v1.Balancer/Watch", &wr.base);
+    /* Let the first list arrive, then stop reading. */
+    ServerList *l = list_recv(w, 5000);
+    assert_non_null(l);
+    free_list(l);
+    for (int k = 0; k < FLIPS; k++) {
+        Lookaside__V1__SetDrainRequest d = LOOKASIDE__V1__SET_DRAIN_REQUEST__INIT;
+        d.service = "co";
+        d.address = addr[k % NB];
+        d.draining = true;
+        assert_int_equal(tc_unary(g_c, "/lookaside.v1.Admin/SetDrain", &d.base, NULL, NULL, NULL,
+                                  5000),
+                         GRPC_STATUS_OK);
+        h_sleep_ms(10);   /* past the 5 ms coalescing window: every drain publishes */
+    }
+    Lookaside__V1__WatchRequest req = LOOKASIDE__V1__WATCH_REQUEST__INIT;
+    req.service = "co";
+    ProtobufCMessage *cur = NULL;
+    assert_int_equal(tc_unary(g_c, "/lookaside.v1.Balancer/GetServerList", &req.base,
+                              &lookaside__v1__server_list__descriptor, &cur, NULL, 5000),
+                     GRPC_STATUS_OK);
+    uint64_t latest = ((ServerList *)cur)->version;
+    protobuf_c_message_free_unpacked(cur, NULL);
+    /* Now read everything that is queued. */
+    int msgs = 0;
+    uint64_t last = 0;
+    while ((l = list_recv(w, 500)) != NULL && msgs < 1000) {
+        assert_true(l->version > last);
+        last = l->version;
+        msgs++;
+        free_list(l);
+    }
+    fprintf(stderr, "slow watcher: %d lists for %d changes; last version %llu, latest %llu\n",
+            msgs, FLIPS, (unsigned long long)last, (unsigned long long)latest);
+    assert_int_equal(last, latest);
+    assert_true(msgs < FLIPS);
+    ts_destroy(w);
+    tc_close(slow);
+    for (int i = 0; i < NB; i++)
+        ts_destroy(reps[i]);
+}
+
 int main(void)
 {
     grpc_init();
@@ -744,6 +813,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_restores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_ends_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_watcher_coalesced, setup_long_interval, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     grpc_shutdown();
