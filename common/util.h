@@ -35,6 +35,10 @@ void addr_format(const la_addr *a, char *buf, size_t len);
 bool name_valid(const char *s);
 bool zone_valid(const char *s);
 
+/* Parses a whole base-10 integer in [lo, hi] (command-line flags). False on
+ * an empty string, trailing bytes, overflow or out of range. */
+bool util_parse_ll(const char *s, long long lo, long long hi, long long *out);
+
 /* Hex-encoded FNV-1a 64 of the bytes, for stable printable tokens. */
 void hash_hex64(const void *data, size_t len, char out[17]);
 

@@ -72,17 +72,6 @@ static void usage(FILE *f)
             "  --help, --version\n");
 }
 
-static bool parse_num(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Returns -1 to go on, else the exit code. */
 static int parse_flags(int argc, char **argv, flags *f)
 {
@@ -120,15 +109,15 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_ZONE: f->zone = optarg; break;
         case F_NAME: f->name = optarg; ok = strlen(optarg) > 0 && strlen(optarg) <= 128; break;
         case F_CRED: f->credential = optarg; break;
-        case F_SLOTS: ok = parse_num(optarg, 1, 100000, &f->slots); break;
-        case F_SVC_MS: ok = parse_num(optarg, 0, 600000, &f->service_ms); break;
-        case F_REPORT: ok = parse_num(optarg, 0, 600000, &f->report_interval_ms); break;
+        case F_SLOTS: ok = util_parse_ll(optarg, 1, 100000, &f->slots); break;
+        case F_SVC_MS: ok = util_parse_ll(optarg, 0, 600000, &f->service_ms); break;
+        case F_REPORT: ok = util_parse_ll(optarg, 0, 600000, &f->report_interval_ms); break;
         case F_UQ: f->util_queue = true; break;
-        case F_THREADS: ok = parse_num(optarg, 1, 16, &f->threads); break;
-        case F_AGE: ok = parse_num(optarg, 0, 86400000LL, &f->max_age_ms); break;
-        case F_STOP: ok = parse_num(optarg, 0, 600000, &f->stop_timeout_ms); break;
-        case F_DRAIN: ok = parse_num(optarg, 0, 600000, &f->drain_grace_ms); break;
-        case F_GRACE: ok = parse_num(optarg, 0, 600000, &f->grace_ms); break;
+        case F_THREADS: ok = util_parse_ll(optarg, 1, 16, &f->threads); break;
+        case F_AGE: ok = util_parse_ll(optarg, 0, 86400000LL, &f->max_age_ms); break;
+        case F_STOP: ok = util_parse_ll(optarg, 0, 600000, &f->stop_timeout_ms); break;
+        case F_DRAIN: ok = util_parse_ll(optarg, 0, 600000, &f->drain_grace_ms); break;
+        case F_GRACE: ok = util_parse_ll(optarg, 0, 600000, &f->grace_ms); break;
         case F_LOG:
             lvl = log_level_parse(optarg);
             ok = lvl >= 0;

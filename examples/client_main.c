@@ -77,17 +77,6 @@ static void usage(FILE *f)
             "  --help, --version\n");
 }
 
-static bool parse_num(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool parse_real(const char *s, double lo, double hi, double *out)
 {
     char *end;
@@ -144,13 +133,13 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_TARGET: f->target = optarg; break;
         case F_RATE: ok = parse_real(optarg, 0.001, 10000000, &f->rate); break;
         case F_DURATION: ok = parse_real(optarg, 0.001, 86400 * 7, &f->duration_s); break;
-        case F_CONC: ok = parse_num(optarg, 1, 1000000, &f->concurrency); break;
-        case F_THREADS: ok = parse_num(optarg, 1, 64, &f->threads); break;
-        case F_TIMEOUT: ok = parse_num(optarg, 1, 3600000, &f->timeout_ms); break;
+        case F_CONC: ok = util_parse_ll(optarg, 1, 1000000, &f->concurrency); break;
+        case F_THREADS: ok = util_parse_ll(optarg, 1, 64, &f->threads); break;
+        case F_TIMEOUT: ok = util_parse_ll(optarg, 1, 3600000, &f->timeout_ms); break;
         case F_ZONE: f->zone = optarg; break;
         case F_CSV: f->csv = optarg; break;
         case F_MAXFAIL: ok = parse_real(optarg, 0, 1, &f->max_fail); break;
-        case F_WAIT: ok = parse_num(optarg, 0, 3600000, &f->wait_ms); break;
+        case F_WAIT: ok = util_parse_ll(optarg, 0, 3600000, &f->wait_ms); break;
         case F_MESSAGE: f->message = optarg; ok = strlen(optarg) < 4096; break;
         case F_PERB: f->per_backend = true; break;
         case F_QUIET: f->quiet = true; break;

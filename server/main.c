@@ -11,6 +11,7 @@
 
 #include "discovery.h"
 #include "log.h"
+#include "util.h"
 #include "registry.h"
 #include "rpc.h"
 #include "services.h"
@@ -61,17 +62,6 @@ static void usage(FILE *f)
             "  --help, --version\n");
 }
 
-static bool parse_num(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 static int parse_flags(int argc, char **argv, flags *f)
 {
     enum { F_LISTEN = 1, F_DB, F_DISCOVER, F_DNS_REFRESH, F_REPORT_INTERVAL, F_EVICT, F_PUSH,
@@ -114,54 +104,54 @@ static int parse_flags(int argc, char **argv, flags *f)
             f->discover[f->n_discover++] = optarg;
             break;
         case F_DNS_REFRESH:
-            ok = parse_num(optarg, 100, 86400000, &v);
+            ok = util_parse_ll(optarg, 100, 86400000, &v);
             f->dns_refresh_ms = v;
             break;
         case F_REPORT_INTERVAL:
-            ok = parse_num(optarg, 50, 600000, &v);
+            ok = util_parse_ll(optarg, 50, 600000, &v);
             f->rc.report_interval_ms = (uint32_t)v;
             break;
         case F_EVICT:
-            ok = parse_num(optarg, 1, 1000, &v);
+            ok = util_parse_ll(optarg, 1, 1000, &v);
             f->rc.evict_intervals = (uint32_t)v;
             break;
         case F_PUSH:
-            ok = parse_num(optarg, 0, 10000, &v);
+            ok = util_parse_ll(optarg, 0, 10000, &v);
             f->rc.push_delay_ms = v;
             break;
         case F_WEIGHT:
-            ok = parse_num(optarg, 10, 600000, &v);
+            ok = util_parse_ll(optarg, 10, 600000, &v);
             f->rc.weight_period_ms = v;
             break;
         case F_POLICY: f->policy = optarg; break;
         case F_MAXB:
-            ok = parse_num(optarg, 1, 1000000, &v);
+            ok = util_parse_ll(optarg, 1, 1000000, &v);
             f->rc.max_backends = (uint32_t)v;
             break;
         case F_MAXS:
-            ok = parse_num(optarg, 1, 1000000, &v);
+            ok = util_parse_ll(optarg, 1, 1000000, &v);
             f->rc.max_services = (uint32_t)v;
             break;
         case F_MAXPEER:
-            ok = parse_num(optarg, 1, 10000000, &v);
+            ok = util_parse_ll(optarg, 1, 10000000, &v);
             f->max_streams_per_peer = (size_t)v;
             break;
         case F_MAXMSG:
-            ok = parse_num(optarg, 1024, 64 << 20, &v);
+            ok = util_parse_ll(optarg, 1024, 64 << 20, &v);
             f->max_message_bytes = (size_t)v;
             break;
         case F_MAXREP:
-            ok = parse_num(optarg, 64, 1 << 20, &v);
+            ok = util_parse_ll(optarg, 64, 1 << 20, &v);
             f->max_report_bytes = (size_t)v;
             break;
         case F_LBSTATS:
-            ok = parse_num(optarg, 1000, 3600000, &v);
+            ok = util_parse_ll(optarg, 1000, 3600000, &v);
             f->grpclb_stats_ms = (uint32_t)v;
             break;
         case F_LBMAX:
             /* 10000 entries keep a list (IPv6, 16-byte tokens) far under
              * the 4 MB clients accept by default. */
-            ok = parse_num(optarg, 1, 10000, &v);
+            ok = util_parse_ll(optarg, 1, 10000, &v);
             f->grpclb_max_entries = (size_t)v;
             break;
         case F_TOKENS: f->token_file = optarg; break;

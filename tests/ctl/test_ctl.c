@@ -216,18 +216,8 @@ static bool backend_json_has(const char *json, const char *addr, const char *nee
 
 static tstream *reg_open(const char *svc, const char *addr, const char *zone)
 {
-    tstream *s = ts_open(g_c, "/lookaside.v1.LoadReporter/Report", NULL);
-    Lookaside__V1__Register r = LOOKASIDE__V1__REGISTER__INIT;
-    r.service = (char *)svc;
-    r.address = (char *)addr;
-    r.zone = (char *)zone;
-    Lookaside__V1__LoadReport m = LOOKASIDE__V1__LOAD_REPORT__INIT;
-    m.kind_case = LOOKASIDE__V1__LOAD_REPORT__KIND_REGISTER;
-    m.register_ = &r;
-    assert_int_equal(ts_send(s, &m.base), 0);
-    ProtobufCMessage *ack = NULL;
-    assert_int_equal(ts_recv(s, &lookaside__v1__report_ack__descriptor, &ack, 5000), 1);
-    protobuf_c_message_free_unpacked(ack, NULL);
+    tstream *s = h_report_registered(g_c, svc, addr, zone, NULL);
+    assert_non_null(s);
     return s;
 }
 
@@ -301,14 +291,7 @@ static int teardown(void **state)
     }
     tc_close(g_c);
     g_c = NULL;
-    int rc = h_stop(&g_srv);
-    if (rc != 0) {
-        h_log_dump(&g_srv);
-        fprintf(stderr, "server exit status %d\n", rc);
-    }
-    unlink(g_srv.log);
-    h_rmdir(g_dir);
-    return rc == 0 ? 0 : -1;
+    return h_server_teardown(&g_srv, g_dir);
 }
 
 /* ------------------------------------------------------------ tests */

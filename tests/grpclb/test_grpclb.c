@@ -51,33 +51,15 @@ static int teardown(void **state)
     (void)state;
     tc_close(g_c);
     g_c = NULL;
-    int rc = h_stop(&g_srv);
-    if (rc != 0) {
-        h_log_dump(&g_srv);
-        fprintf(stderr, "server exit status %d\n", rc);
-    }
-    unlink(g_srv.log);
-    h_rmdir(g_dir);
-    return rc == 0 ? 0 : -1;
+    return h_server_teardown(&g_srv, g_dir);
 }
 
 /* ---- helpers ---- */
 
 static tstream *reg_open(const char *svc, const char *addr, char *token_out)
 {
-    tstream *s = ts_open(g_c, "/lookaside.v1.LoadReporter/Report", NULL);
-    Lookaside__V1__Register r = LOOKASIDE__V1__REGISTER__INIT;
-    r.service = (char *)svc;
-    r.address = (char *)addr;
-    Lookaside__V1__LoadReport m = LOOKASIDE__V1__LOAD_REPORT__INIT;
-    m.kind_case = LOOKASIDE__V1__LOAD_REPORT__KIND_REGISTER;
-    m.register_ = &r;
-    assert_int_equal(ts_send(s, &m.base), 0);
-    ProtobufCMessage *a = NULL;
-    assert_int_equal(ts_recv(s, &lookaside__v1__report_ack__descriptor, &a, 5000), 1);
-    if (token_out)
-        snprintf(token_out, 50, "%s", ((Lookaside__V1__ReportAck *)a)->token);
-    protobuf_c_message_free_unpacked(a, NULL);
+    tstream *s = h_report_registered(g_c, svc, addr, NULL, token_out);
+    assert_non_null(s);
     return s;
 }
 

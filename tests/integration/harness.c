@@ -16,6 +16,8 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 
+#include "lookaside/v1/lookaside.pb-c.h"
+
 #ifndef LOOKASIDE_SERVER_BIN
 #define LOOKASIDE_SERVER_BIN "lookaside-server"
 #endif
@@ -523,4 +525,57 @@ void ts_destroy(tstream *s)
     grpc_metadata_array_destroy(&s->md_trail);
     grpc_slice_unref(s->details);
     free(s);
+}
+
+/* ------------------------------------------------------------------ fixtures */
+
+tstream *h_report_open(tclient *c, const char *service, const char *address, const char *zone,
+                       const char *credential)
+{
+    tstream *s = ts_open(c, "/lookaside.v1.LoadReporter/Report", NULL);
+    Lookaside__V1__Register r = LOOKASIDE__V1__REGISTER__INIT;
+    r.service = (char *)service;
+    r.address = (char *)address;
+    if (zone)
+        r.zone = (char *)zone;
+    if (credential)
+        r.credential = (char *)credential;
+    Lookaside__V1__LoadReport m = LOOKASIDE__V1__LOAD_REPORT__INIT;
+    m.kind_case = LOOKASIDE__V1__LOAD_REPORT__KIND_REGISTER;
+    m.register_ = &r;
+    if (ts_send(s, &m.base) != 0) {
+        ts_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
+tstream *h_report_registered(tclient *c, const char *service, const char *address,
+                             const char *zone, char *token_out)
+{
+    tstream *s = h_report_open(c, service, address, zone, NULL);
+    if (s == NULL)
+        return NULL;
+    ProtobufCMessage *a = NULL;
+    if (ts_recv(s, &lookaside__v1__report_ack__descriptor, &a, 5000) != 1) {
+        ts_destroy(s);
+        return NULL;
+    }
+    if (token_out)
+        snprintf(token_out, 50, "%s", ((Lookaside__V1__ReportAck *)a)->token);
+    protobuf_c_message_free_unpacked(a, NULL);
+    return s;
+}
+
+int h_server_teardown(proc *p, const char *dir)
+{
+    int rc = h_stop(p);
+    if (rc != 0) {
+        h_log_dump(p);
+        fprintf(stderr, "server exit status %d\n", rc);
+    }
+    unlink(p->log);
+    if (dir)
+        h_rmdir(dir);
+    return rc == 0 ? 0 : -1;
 }

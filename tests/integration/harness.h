@@ -75,6 +75,21 @@ int ts_status(tstream *s, int timeout_ms, grpc_status_code *code, char **details
 void ts_cancel(tstream *s);
 void ts_destroy(tstream *s);
 
+/* ---- fixtures shared by the integration tests ---- */
+/* Opens a LoadReporter.Report stream on c and sends the Register message
+ * (zone and credential may be NULL). Does not wait for the ack. NULL if the
+ * send failed. */
+tstream *h_report_open(tclient *c, const char *service, const char *address, const char *zone,
+                       const char *credential);
+/* Like h_report_open, then waits (5 s) for the first ack; copies its token
+ * into token_out (50 bytes) when non-NULL. NULL when no ack came. */
+tstream *h_report_registered(tclient *c, const char *service, const char *address,
+                             const char *zone, char *token_out);
+/* Stops a server started by a fixture, dumps its log when it did not exit
+ * 0, removes its log and the fixture's temporary directory. Returns 0 when
+ * the server exited 0. */
+int h_server_teardown(proc *p, const char *dir);
+
 /* Milliseconds since an arbitrary epoch (monotonic). */
 long long h_now_ms(void);
 void h_sleep_ms(int ms);

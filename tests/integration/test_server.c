@@ -53,29 +53,15 @@ static int teardown(void **state)
     (void)state;
     tc_close(g_c);
     g_c = NULL;
-    int rc = h_stop(&g_srv);
-    if (rc != 0) {
-        h_log_dump(&g_srv);
-        fprintf(stderr, "server exit status %d\n", rc);
-    }
-    unlink(g_srv.log);
-    h_rmdir(g_dir);
-    return rc == 0 ? 0 : -1;
+    return h_server_teardown(&g_srv, g_dir);
 }
 
 /* ---- helpers ---- */
 
 static tstream *reg_open(const char *svc, const char *addr, const char *zone)
 {
-    tstream *s = ts_open(g_c, "/lookaside.v1.LoadReporter/Report", NULL);
-    Lookaside__V1__Register r = LOOKASIDE__V1__REGISTER__INIT;
-    r.service = (char *)svc;
-    r.address = (char *)addr;
-    r.zone = (char *)zone;
-    Lookaside__V1__LoadReport m = LOOKASIDE__V1__LOAD_REPORT__INIT;
-    m.kind_case = LOOKASIDE__V1__LOAD_REPORT__KIND_REGISTER;
-    m.register_ = &r;
-    assert_int_equal(ts_send(s, &m.base), 0);
+    tstream *s = h_report_open(g_c, svc, addr, zone, NULL);
+    assert_non_null(s);
     return s;
 }
 
@@ -711,15 +697,8 @@ static void test_auth(void **state)
     grpc_status_code want[] = {GRPC_STATUS_UNAUTHENTICATED, GRPC_STATUS_PERMISSION_DENIED,
                                GRPC_STATUS_OK};
     for (int i = 0; i < 3; i++) {
-        tstream *s = ts_open(c, "/lookaside.v1.LoadReporter/Report", NULL);
-        Lookaside__V1__Register r = LOOKASIDE__V1__REGISTER__INIT;
-        r.service = "secure";
-        r.address = "127.0.0.2:1";
-        r.credential = (char *)creds[i];
-        Lookaside__V1__LoadReport m = LOOKASIDE__V1__LOAD_REPORT__INIT;
-        m.kind_case = LOOKASIDE__V1__LOAD_REPORT__KIND_REGISTER;
-        m.register_ = &r;
-        assert_int_equal(ts_send(s, &m.base), 0);
+        tstream *s = h_report_open(c, "secure", "127.0.0.2:1", NULL, creds[i]);
+        assert_non_null(s);
         if (want[i] == GRPC_STATUS_OK) {
             Lookaside__V1__ReportAck *ack = ack_recv(s);
             assert_non_null(ack);
