@@ -36,7 +36,7 @@
 #define RR_SERVICE_CONFIG "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}"
 
 typedef struct flags {
-    const char *lb, *service, *target, *zone, *csv, *message;
+    const char *lb, *service, *target, *zone, *csv, *trace, *message;
     bool roundrobin, quiet, per_backend;
     double rate, duration_s, max_fail;
     long long concurrency, threads, timeout_ms, wait_ms;
@@ -67,6 +67,8 @@ static void usage(FILE *f)
             "  --csv FILE                  per-second rows: t,backend,calls,p50_ms,p99_ms,errors\n"
             "                              (backend \"all\" is the whole second; latencies of\n"
             "                              successful calls, empty when there were none)\n"
+            "  --trace FILE                one line per call: start_us,backend,address,status,\n"
+            "                              latency_us (start on the realtime clock; benchmarks)\n"
             "  --max-fail-fraction F       exit 3 when more than F of the calls failed\n"
             "                              (default 0.01)\n"
             "  --wait-ready-ms MS          wait this long for something to call (default 10000)\n"
@@ -92,7 +94,7 @@ static int parse_flags(int argc, char **argv, flags *f)
 {
     enum { F_LB = 1, F_SERVICE, F_MODE, F_TARGET, F_RATE, F_DURATION, F_CONC, F_THREADS,
            F_TIMEOUT, F_ZONE, F_CSV, F_MAXFAIL, F_WAIT, F_MESSAGE, F_PERB, F_QUIET, F_LOG,
-           F_HELP, F_VERSION };
+           F_HELP, F_VERSION, F_TRACE };
     static const struct option opts[] = {
         {"lb", required_argument, 0, F_LB},
         {"service", required_argument, 0, F_SERVICE},
@@ -113,6 +115,7 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"log-level", required_argument, 0, F_LOG},
         {"help", no_argument, 0, F_HELP},
         {"version", no_argument, 0, F_VERSION},
+        {"trace", required_argument, 0, F_TRACE},
         {0, 0, 0, 0}};
     *f = (flags){.rate = 100, .duration_s = 10, .max_fail = 0.01, .concurrency = 256,
                  .threads = 1, .timeout_ms = 2000, .wait_ms = 10000, .message = "hello"};
@@ -138,6 +141,7 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_TIMEOUT: ok = util_parse_ll(optarg, 1, 3600000, &f->timeout_ms); break;
         case F_ZONE: f->zone = optarg; break;
         case F_CSV: f->csv = optarg; break;
+        case F_TRACE: f->trace = optarg; break;
         case F_MAXFAIL: ok = parse_real(optarg, 0, 1, &f->max_fail); break;
         case F_WAIT: ok = util_parse_ll(optarg, 0, 3600000, &f->wait_ms); break;
         case F_MESSAGE: f->message = optarg; ok = strlen(optarg) < 4096; break;
@@ -249,6 +253,19 @@ int main(int argc, char **argv)
             fclose(csv);
         return 1;
     }
+    FILE *trace = NULL;
+    if (f.trace) {
+        trace = fopen(f.trace, "w");
+        if (trace == NULL) {
+            fprintf(stderr, "lookaside-demo-client: cannot write %s: %s\n", f.trace,
+                    strerror(errno));
+            cstats_destroy(stats);
+            if (csv)
+                fclose(csv);
+            return 1;
+        }
+        cstats_set_trace(stats, trace);
+    }
 
     grpc_init();
     int exit_code = 0;
@@ -357,6 +374,8 @@ out:
         grpc_channel_destroy(channel);
     grpc_shutdown();
     cstats_destroy(stats);
+    if (trace && fclose(trace) != 0 && exit_code == 0)
+        exit_code = 1;
     if (csv && fclose(csv) != 0 && exit_code == 0)
         exit_code = 1;
     return exit_code;

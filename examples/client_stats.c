@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_BACKENDS 256
 #define NAME_LEN 128
@@ -124,6 +125,7 @@ typedef struct bstat {
 struct cstats {
     pthread_mutex_t mu;
     FILE *csv;
+    FILE *trace;             /* one line per call, or NULL */
     bstat b[MAX_BACKENDS];
     int nb;
     /* this second, all backends */
@@ -196,6 +198,13 @@ void cstats_record(cstats *s, const char *name, const char *addr, grpc_status_co
     } else {
         b = by_addr(s, addr);
     }
+    if (s->trace) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        long long end_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+        fprintf(s->trace, "%lld,%s,%s,%d,%lld\n", end_us - (long long)latency_us,
+                ok ? name : "", addr, (int)status, (long long)latency_us);
+    }
     b->calls++;
     b->total_calls++;
     s->calls++;
@@ -213,6 +222,15 @@ void cstats_record(cstats *s, const char *name, const char *addr, grpc_status_co
         if (code >= 0 && code < STATUS_CODES)
             s->by_status[code]++;
     }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void cstats_set_trace(cstats *s, FILE *trace)
+{
+    pthread_mutex_lock(&s->mu);
+    s->trace = trace;
+    if (trace)
+        fprintf(trace, "start_us,backend,address,status,latency_us\n");
     pthread_mutex_unlock(&s->mu);
 }
 

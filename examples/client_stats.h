@@ -35,6 +35,13 @@ void cstats_record(cstats *s, const char *name, const char *addr, grpc_status_co
 /* One call was not sent because --concurrency calls were already in flight. */
 void cstats_skipped(cstats *s);
 
+/* From now on, every call cstats_record counts is also written to trace (not
+ * closed by the module; NULL stops) as one CSV line
+ * start_us,backend,address,status,latency_us: start_us is the call's start
+ * on the realtime clock (microseconds since the epoch), so that scripts can
+ * line calls up with other events. Writes the header line. Before any load. */
+void cstats_set_trace(cstats *s, FILE *trace);
+
 /* Closes second t (1 = the first second of the run): prints one line to out
  * (NULL: no line), with one more line per backend when per_backend, writes
  * its CSV rows, and starts the next second. */
