@@ -1,0 +1,112 @@
+# bench/lb/report.sh - the results table of BENCHMARKS.md (sourced by
+# bench/run.sh).
+#
+# write_table AGG: reads the aggregate ("KEY MEDIAN MIN MAX N" lines) and
+# prints one markdown row per figure below; NOT_MET gets one line per goal
+# that is not met. Row fields, '|'-separated:
+#   label | goal text | lookaside key | baseline key | ratio key | check | why
+# check: L<X, L<=X, L>=X (the lookaside median), Lmax<X (every run),
+# R<=X, R>=X (the median of the per-round lookaside/baseline ratios),
+# Lnear:C:D (median within D of C), Lle:KEY (median <= KEY's median), or
+# empty: a figure without a goal. "why" (optional): what is known to limit
+# the figure, printed under "Goals not met" only when it is not met.
+
+ROWS=$(
+    cat <<'EOF'
+Scale-up: new backend start → its first RPC, ms|< 1000 ms|membership.lookaside.first_rpc_ms|membership.baseline.first_rpc_ms|ratio.membership.first_rpc|L<1000
+Scale-up: registered at the balancer (baseline: A record published) → first RPC, ms|< 100 ms (p99; here every run)|membership.lookaside.publish_to_first_rpc_ms|membership.baseline.publish_to_first_rpc_ms|ratio.membership.publish_to_first_rpc|Lmax<100
+Scale-up: registered at the balancer → the client has it in its list, ms|—|membership.lookaside.publish_to_list_ms|||
+Scale-up: new backend's share of calls in the 10 s after it started, %|fair share 25 % (slow start begins at 10 %)|membership.lookaside.new_share_10s_after_start_pct|membership.baseline.new_share_10s_after_start_pct||
+Scale-up: its share in the 5 s after its first RPC, %|— (slow start ramps over 10 s)|membership.lookaside.new_share_5s_after_first_pct|membership.baseline.new_share_5s_after_first_pct||
+Scale-down: calls failed when a backend is SIGKILLed|≤ calls in flight on it|membership.lookaside.kill_failed_calls|membership.baseline.kill_failed_calls||Lle:membership.lookaside.kill_inflight_calls|a SIGKILLed backend's sockets close a few ms after the signal, and calls sent in between fail too (the baseline's as well); liblookaside then stops picking the backend only after 5 consecutive UNAVAILABLE calls (outlier ejection) or once its background thread has a new snapshot without it, whichever comes first (at 1000 calls/s: the ejection, so about 5 calls fail), where round_robin's picker inside gRPC core drops the subchannel as soon as the transport closes (see the kill → last call row)
+Scale-down: calls in flight on it at the kill|—|membership.lookaside.kill_inflight_calls|membership.baseline.kill_inflight_calls||
+Scale-down: kill → last call sent to it, ms|< 100 ms|membership.lookaside.kill_last_call_ms|membership.baseline.kill_last_call_ms||L<100
+Uneven capacity: p50 latency, ms|—|uneven.lookaside.p50_ms|uneven.baseline.p50_ms|ratio.uneven.p50|
+Uneven capacity: p99 latency, ms|≤ 0.5× baseline|uneven.lookaside.p99_ms|uneven.baseline.p99_ms|ratio.uneven.p99|R<=0.5
+Uneven capacity: share of answered calls, backend 1 (capacity 40 %), %|40 ± 5|uneven.lookaside.share_b1_pct|uneven.baseline.share_b1_pct||Lnear:40:5
+Uneven capacity: share of answered calls, backend 2 (capacity 40 %), %|40 ± 5|uneven.lookaside.share_b2_pct|uneven.baseline.share_b2_pct||Lnear:40:5
+Uneven capacity: share of answered calls, half-capacity backend 3 (capacity 20 %), %|20 ± 5|uneven.lookaside.share_b3_pct|uneven.baseline.share_b3_pct||Lnear:20:5
+Uneven capacity: calls failed, %|0|uneven.lookaside.failed_pct|uneven.baseline.failed_pct||L<=0
+Overhead: calls/s, closed loop with 32 in flight|≥ 0.97× plain channel|overhead.lookaside.qps|overhead.baseline.qps|overhead.qps_ratio|R>=0.97|liblookaside's background thread blocks in grpc_completion_queue_next, and gRPC core lets every thread in cq_next poll the transport: in a profile of the demo client (perf record -e cpu-clock), about 29 % of its CPU samples were on liblookaside's background thread and 12 % on a gRPC executor thread, reading the data path's sockets and handing completions over to the sender (context switches), where the plain channel does all of it inline on the sender's thread (> 99 % of its samples)
+Overhead: p50 latency at 1000 calls/s, ms|≤ 1.03× plain channel|overhead.lookaside.p50_ms|overhead.baseline.p50_ms|overhead.p50_ratio|R<=1.03|the same hand-over: a reply read by liblookaside's background thread wakes the sender's thread, one more context switch per call
+Pick cost, ns per lookaside_pick, 1 thread|< 100 ns|pick.ns_per_pick.threads=1|||L<100
+Pick cost, ns per lookaside_pick, 2 threads|< 100 ns|pick.ns_per_pick.threads=2|||L<100
+Pick + pick_done, ns, 1 thread|—|pick.ns_per_pick_done.threads=1|||
+Pick + pick_done, ns, 2 threads|—|pick.ns_per_pick_done.threads=2|||
+Push fan-out to 1,000 watchers: p99 report → pushed list, ms|< 100 ms|server.push_p99_ms.watchers=1000|||L<100
+Push fan-out to 1,000 watchers: last watcher has it, ms|—|server.push_last_watcher_ms.watchers=1000|||
+Push fan-out to 10,000 watchers: p99 report → pushed list, ms|< 100 ms|server.push_p99_ms.watchers=10000|||L<100|the server's CPU per push round (row below) is most of the time (one loop thread starts 10,000 sends, on 2 cores shared with the 10,000 watchers' client); in a profile of that round (perf record -e cpu-clock) about 20 % of the server's samples sit in one loop of libgrpc: Debian's libgrpc.so.29 is built without NDEBUG (grpc_cq_internal_ref takes file and line), so every completion runs gRPC's debug check cq_check_tag, a linear scan of all tags outstanding on that completion queue — with 10,000 watchers at least 10,000 — which makes a push round quadratic in the watchers per queue; spreading the watchers' calls over several completion queues would divide it
+Push fan-out to 10,000 watchers: last watcher has it, ms|—|server.push_last_watcher_ms.watchers=10000|||
+Push fan-out to 10,000 watchers: server CPU per push round, ms|—|server.push_cpu_ms.watchers=10000|||
+Server RSS per watcher (10,000 watchers), kB|—|server.rss_per_watcher_kb.watchers=10000|||
+Load reports ingested per second through the RPC|≥ 50,000/s|server.reports_per_sec|||L>=50000
+Restart to serving with 10,000 stored backends, ms|< 1000 ms|server.restart_to_serving_ms|||L<1000
+Storage: load writes per second (batched, WAL)|≥ 50,000/s|storage.put_load_per_sec|||L>=50000
+EOF
+)
+
+write_table() {
+    local agg=$1
+    printf '%s\n' "$ROWS" | awk -F'|' -v agg="$agg" -v notmet="$NOT_MET" '
+    function num(v,   s) {
+        if (v == int(v)) return sprintf("%.0f", v)
+        if (v >= 100 || v <= -100) return sprintf("%.0f", v)
+        s = (v >= 10 || v <= -10) ? sprintf("%.1f", v) : sprintf("%.2f", v)
+        sub(/0+$/, "", s); sub(/\.$/, "", s)
+        return s
+    }
+    function big(v,   s, out) {          # 2002 -> 2,002
+        s = num(v)
+        if (s !~ /^[0-9]+$/ || length(s) < 4) return s
+        while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+        return s out
+    }
+    function cell(k, pre) {
+        if (k == "" ) return "—"
+        if (!(k in med)) return "n/a"
+        if (N[k] == 1 || MN[k] == MX[k]) return pre big(med[k]) (N[k] > 1 ? " (" N[k] " runs)" : "")
+        return pre big(med[k]) " (" big(MN[k]) "–" big(MX[k]) ")"
+    }
+    function rcell(k) {
+        if (k == "" || !(k in med)) return "—"
+        if (N[k] == 1) return sprintf("%.3f×", med[k])
+        return sprintf("%.3f× (%.3f–%.3f)", med[k], MN[k], MX[k])
+    }
+    BEGIN {
+        while ((getline line < agg) > 0) {
+            split(line, f, " "); med[f[1]] = f[2]; MN[f[1]] = f[3]; MX[f[1]] = f[4]; N[f[1]] = f[5]
+        }
+        print "| Figure | Goal | lookaside | baseline | lookaside ÷ baseline | Goal met? |"
+        print "|---|---|---|---|---|---|"
+    }
+    {
+        label = $1; goal = $2; lk = $3; bk = $4; rk = $5; chk = $6; why = $7
+        lc = cell(lk, ""); bc = cell(bk, "")
+        cens = bk; sub(/first_rpc_ms$|publish_to_first_rpc_ms$/, "first_rpc_censored", cens)
+        if (cens != bk && (cens in med)) bc = bc " (some runs: never, within the run)"
+        verdict = "—"
+        if (chk != "") {
+            verdict = "n/a"
+            k = chk ~ /^R/ ? rk : lk
+            if (k in med) {                  # (reading med[k] would create it)
+                v = chk ~ /^Lmax/ ? MX[k] : med[k]
+                ok = 0
+                if (chk ~ /^Lnear:/) { split(chk, c, ":"); ok = (v >= c[2] - c[3] && v <= c[2] + c[3]) }
+                else if (chk ~ /^Lle:/) { split(chk, c, ":"); ok = (c[2] in med) && v <= med[c[2]] }
+                else {
+                    x = chk; sub(/^(Lmax|L|R)/, "", x)
+                    if (x ~ /^<=/) ok = v <= substr(x, 3) + 0
+                    else if (x ~ /^>=/) ok = v >= substr(x, 3) + 0
+                    else if (x ~ /^</) ok = v < substr(x, 2) + 0
+                    else if (x ~ /^>/) ok = v > substr(x, 2) + 0
+                }
+                verdict = ok ? "yes" : "**no**"
+                if (!ok) print "- " label ": " (chk ~ /^R/ ? rcell(rk) : lc) " (goal " goal ")" \
+                    (why != "" ? ". Limited by: " why "." : "") >> notmet
+            } else {
+                print "- " label ": not measured in this run (goal " goal ")" >> notmet
+            }
+        }
+        printf "| %s | %s | %s | %s | %s | %s |\n", label, goal, lc, bc, rcell(rk), verdict
+    }'
+}
