@@ -381,14 +381,17 @@ int bsrv_shutdown(bsrv *s, int64_t grace_ms)
             slots_flush(s->slots);
         wait_shutdown(s, -1);
     }
+    /* Stop the slot thread while the queue threads still run: a queued call
+     * it flushes starts its (failing) reply batch on this queue, which must
+     * not be shut down yet (gRPC asserts in grpc_cq_begin_op otherwise). */
+    slots_destroy(s->slots);
+    s->slots = NULL;
     grpc_server_destroy(s->server);
     s->server = NULL;
     grpc_completion_queue_shutdown(s->cq);
     for (uint32_t i = 0; i < s->started_threads; i++)
         pthread_join(s->threads[i], NULL);
     s->started_threads = 0;
-    slots_destroy(s->slots);
-    s->slots = NULL;
     return cancelled;
 }
 
