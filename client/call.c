@@ -170,7 +170,7 @@ static void maybe_free(la_call *c)
     call_free(c);
 }
 
-lookaside_status la_call_start(grpc_channel *ch, grpc_completion_queue *cq, const char *method,
+lookaside_status la_call_start(grpc_channel *ch, bgloop *loop, const char *method,
                                const ProtobufCMessage *first, bool half_close,
                                const la_call_handler *h, void *owner, int *live, la_call **out)
 {
@@ -186,11 +186,11 @@ lookaside_status la_call_start(grpc_channel *ch, grpc_completion_queue *cq, cons
     grpc_metadata_array_init(&c->initial_md);
     grpc_metadata_array_init(&c->trailing_md);
     for (int k = 0; k < OP_KINDS; k++) {
-        c->ops[k].ev.fn = call_event;
+        bgloop_event_init(loop, &c->ops[k].ev, call_event);
         c->ops[k].call = c;
         c->ops[k].kind = k;
     }
-    c->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+    c->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, bgloop_cq(loop),
                                        grpc_slice_from_static_string(method), NULL,
                                        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (c->call == NULL) {

@@ -19,6 +19,7 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "bgloop.h"
 #include "lookaside_status.h"
 
 /* A channel with insecure credentials and reconnect backoff between
@@ -46,12 +47,12 @@ typedef struct la_call_handler {
 } la_call_handler;
 
 /* Starts a call of method ("/pkg.Service/Method", a static string) on ch,
- * its completions on cq, with no deadline. first (may be NULL) is sent with
- * the initial metadata; half_close closes the sending side right after it
- * (server streaming). *live is incremented now and decremented when the call
+ * its completions on loop's queue, with no deadline. first (may be NULL) is
+ * sent with the initial metadata; half_close closes the sending side right
+ * after it (server streaming). *live is incremented now and decremented when the call
  * is freed, so the owner knows when its queue is quiet. LOOKASIDE_ENOMEM or
  * LOOKASIDE_EIO (gRPC refused the batch). */
-lookaside_status la_call_start(grpc_channel *ch, grpc_completion_queue *cq, const char *method,
+lookaside_status la_call_start(grpc_channel *ch, bgloop *loop, const char *method,
                                const ProtobufCMessage *first, bool half_close,
                                const la_call_handler *h, void *owner, int *live, la_call **out);
 

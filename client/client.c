@@ -7,6 +7,10 @@
  * service, opens and closes backend channels, follows their connectivity,
  * decides ejections and builds and publishes pick snapshots. Fields the
  * info functions read are written by the background thread with c->mu held.
+ * The background thread never waits inside gRPC (it would end up doing the
+ * application's calls' I/O, see bgloop.h); each tick tells the loop whether
+ * the application is making calls (service_active), i.e. whether its own
+ * threads are polling.
  *
  * Lifetimes. A backend leaves a service's list -> it is unlinked at once
  * (never picked again: the next snapshot lacks it), tagged with an ebr epoch
@@ -104,7 +108,29 @@ static void service_tick(la_service *svc, int64_t now, int64_t *next)
         *next = now + 100;
 }
 
-static int64_t teardown_tick(lookaside_client *c, int64_t now)
+/* Whether the application is making calls through svc: picks in flight now
+ * or picks done since the last look (bgloop.h: then its threads poll, and
+ * the loop must not). Reads the counters pick/pick_done write, nothing more. */
+static bool service_active(la_service *svc)
+{
+    uint64_t calls = 0;
+    int64_t in_flight = 0;
+    la_backend *extra[2] = {svc->fallback, svc->fallback_next};
+    for (size_t i = 0; i < svc->n + 2; i++) {
+        la_backend *b = i < svc->n ? svc->list[i] : extra[i - svc->n];
+        if (b == NULL)
+            continue;
+        for (int k = 0; k < LA_STRIPES; k++) {
+            calls += atomic_load_explicit(&b->stripes[k].calls, memory_order_relaxed);
+            in_flight += atomic_load_explicit(&b->stripes[k].in_flight, memory_order_relaxed);
+        }
+    }
+    bool active = in_flight != 0 || calls != svc->calls_seen;
+    svc->calls_seen = calls;
+    return active;
+}
+
+static int64_t teardown_tick(lookaside_client *c, int64_t now, bgloop_io *io)
 {
     size_t n = atomic_load(&c->n_services);
     if (!c->tearing_down) {
@@ -136,18 +162,26 @@ static int64_t teardown_tick(lookaside_client *c, int64_t now)
     bool pending = retired_reclaim(&c->retired, true, client_backend_close);
     if (!pending && c->live_calls == 0 && c->live_watches == 0)
         return -1;
+    /* Cancelled streams and closed channels still complete on the queue;
+     * nobody else may be polling by now. */
+    *io = BGLOOP_IO_IDLE;
     return now + 20;
 }
 
-static int64_t client_tick(void *arg, int64_t now)
+static int64_t client_tick(void *arg, int64_t now, bgloop_io *io)
 {
     lookaside_client *c = arg;
     if (atomic_load(&c->stopping))
-        return teardown_tick(c, now);
+        return teardown_tick(c, now, io);
     int64_t next = now + 1000;
     size_t n = atomic_load_explicit(&c->n_services, memory_order_acquire);
-    for (size_t i = 0; i < n; i++)
+    bool active = false;
+    for (size_t i = 0; i < n; i++) {
         service_tick(c->services[i], now, &next);
+        active |= service_active(c->services[i]);
+    }
+    if (c->live_calls > 0 || c->live_watches > 0)
+        *io = active ? BGLOOP_IO_BUSY : BGLOOP_IO_IDLE;
     if (retired_reclaim(&c->retired, false, client_backend_close) && now + RECLAIM_POLL_MS < next)
         next = now + RECLAIM_POLL_MS;
     return next;

@@ -36,7 +36,7 @@ la_backend *client_backend_open(lookaside_client *c, la_service *svc, const char
         return NULL;
     b->svc = svc;
     b->is_fallback = fallback;
-    b->conn_ev.fn = conn_event;
+    bgloop_event_init(c->loop, &b->conn_ev, conn_event);
     char target[LA_ADDR_STRLEN + 8];
     const char *t = addr;
     if (!fallback) {

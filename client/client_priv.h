@@ -56,6 +56,7 @@ typedef struct la_service {
     int64_t eject_next_ms;
     bool dirty;
     bool unknown_logged;
+    uint64_t calls_seen; /* picks done, at the last activity check */
 
     /* Under c->mu. */
     grpc_byte_buffer *injected; /* client_inject_list, not yet applied */

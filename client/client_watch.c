@@ -231,8 +231,8 @@ void client_watch_start(la_service *svc, int64_t now)
     grpc_channel *ch = lb_channel(c, svc->lb_index);
     lookaside_status st = LOOKASIDE_ENOMEM;
     if (ch != NULL)
-        st = la_call_start(ch, bgloop_cq(c->loop), WATCH_METHOD, &req.base, true, &watch_handler,
-                           svc, &c->live_calls, &svc->watch);
+        st = la_call_start(ch, c->loop, WATCH_METHOD, &req.base, true, &watch_handler, svc,
+                           &c->live_calls, &svc->watch);
     if (st != LOOKASIDE_OK) {
         svc->watch = NULL;
         log_warn("client", "%s: cannot start a watch: %s", svc->name, lookaside_status_str(st));

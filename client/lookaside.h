@@ -78,6 +78,14 @@
  * grpc_shutdown() in the matching destroy, so it can be used with or without
  * the application's own grpc_init(). It needs gRPC C core 1.51 or later.
  *
+ * Threads: the client and the reporter each run one background thread that
+ * never waits inside gRPC, so the application's calls are polled and
+ * completed on the application's own threads, as on a plain channel. gRPC
+ * makes I/O progress only while some thread polls: while the application
+ * makes no calls, the background thread polls briefly itself, every 2 ms
+ * after activity backing off to every 25 ms, so a list pushed to an idle
+ * client is applied up to 25 ms later than to a busy one.
+ *
  * Logging: warnings go to stderr as one-line records (common/log.h format). */
 #ifndef LOOKASIDE_H
 #define LOOKASIDE_H

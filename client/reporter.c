@@ -73,6 +73,7 @@ struct lookaside_reporter {
     procload pl;
     int live_calls;
     bool tearing_down;
+    uint64_t started_seen;  /* call hooks' count at the last tick */
 
     /* Under mu. */
     pthread_mutex_t mu;
@@ -331,7 +332,7 @@ static void stream_start(lookaside_reporter *r, int64_t now)
     grpc_channel *ch = lb_channel(r);
     lookaside_status st = LOOKASIDE_ENOMEM;
     if (ch != NULL)
-        st = la_call_start(ch, bgloop_cq(r->loop), REPORT_METHOD, &m.base, false, &rep_handler, r,
+        st = la_call_start(ch, r->loop, REPORT_METHOD, &m.base, false, &rep_handler, r,
                            &r->live_calls, &r->call);
     if (st != LOOKASIDE_OK) {
         r->call = NULL;
@@ -348,9 +349,8 @@ static void stream_start(lookaside_reporter *r, int64_t now)
     pthread_mutex_unlock(&r->mu);
 }
 
-static int64_t rep_tick(void *arg, int64_t now)
+static int64_t rep_tick_inner(lookaside_reporter *r, int64_t now)
 {
-    lookaside_reporter *r = arg;
     if (atomic_load(&r->destroying)) {
         if (!r->tearing_down) {
             r->tearing_down = true;
@@ -400,6 +400,21 @@ static int64_t rep_tick(void *arg, int64_t now)
         }
     }
     return r->next_load_ms < next ? r->next_load_ms : next;
+}
+
+static int64_t rep_tick(void *arg, int64_t now, bgloop_io *io)
+{
+    lookaside_reporter *r = arg;
+    int64_t next = rep_tick_inner(r, now);
+    if (r->live_calls > 0) {
+        /* Serving calls (the hooks count them): the server's threads poll. */
+        uint64_t started = atomic_load_explicit(&r->started, memory_order_relaxed);
+        uint64_t fin = atomic_load_explicit(&r->finished, memory_order_relaxed);
+        bool active = !r->tearing_down && (started != r->started_seen || started != fin);
+        r->started_seen = started;
+        *io = active ? BGLOOP_IO_BUSY : BGLOOP_IO_IDLE;
+    }
+    return next;
 }
 
 /* ------------------------------------------------------------ public API */
