@@ -91,11 +91,11 @@ void it_cleanup(void)
         }
     for (int i = 0; i < 8; i++)
         if (temp_files[i][0]) {
-            char p[300];
+            char p[sizeof temp_files[0] + 8];
             unlink(temp_files[i]);
-            snprintf(p, sizeof p, "%s-wal", temp_files[i]);
+            snprintf(p, sizeof p, "%.255s-wal", temp_files[i]);
             unlink(p);
-            snprintf(p, sizeof p, "%s-shm", temp_files[i]);
+            snprintf(p, sizeof p, "%.255s-shm", temp_files[i]);
             unlink(p);
             temp_files[i][0] = '\0';
         }

@@ -51,19 +51,25 @@ typedef struct ctl_res {
 
 static char *slurp(const char *path)
 {
+    /* Grows a heap buffer; never NULL (an unreadable file reads as ""). */
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
     FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
     if (f) {
-        char chunk[4096];
         size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-            fwrite(chunk, 1, n, m);
+        while ((n = fread(out + len, 1, cap - len - 1, f)) > 0) {
+            len += n;
+            if (cap - len - 1 == 0) {
+                cap *= 2;
+                out = realloc(out, cap);
+                assert_non_null(out);
+            }
+        }
         fclose(f);
     }
-    fclose(m);
-    return buf;
+    out[len] = '\0';
+    return out;
 }
 
 /* Starts lookasidectl with [--lb SERVER] args; stdout and stderr to files. */
