@@ -76,13 +76,8 @@ static void describe_start(rpc_call *c, const ProtobufCMessage *m)
         x->be.weight = b->published_weight;
         x->be.zone = b->zone;
         x->be.token = b->token;
-        x->be.state = b->draining ? LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING
-                      : (b->restored && !b->reported && !b->in_dns)
-                          ? LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED
-                          : LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING;
-        x->be.source = b->reported && b->in_dns ? LOOKASIDE__V1__BACKEND_SOURCE__BACKEND_SOURCE_BOTH
-                       : b->in_dns             ? LOOKASIDE__V1__BACKEND_SOURCE__BACKEND_SOURCE_DNS
-                                               : LOOKASIDE__V1__BACKEND_SOURCE__BACKEND_SOURCE_REPORTED;
+        x->be.state = (Lookaside__V1__BackendState)registry_backend_state(b);
+        x->be.source = (Lookaside__V1__BackendSource)registry_backend_source(b);
         x->why.utilization = b->w.why.util;
         x->why.rps = b->w.why.rps;
         x->why.eps = b->w.why.eps;

@@ -141,7 +141,7 @@ reg_backend *registry_find_backend(reg_service *s, const char *address)
     return found ? s->b[i] : NULL;
 }
 
-static int backend_source(const reg_backend *b)
+int registry_backend_source(const reg_backend *b)
 {
     if (b->reported && b->in_dns)
         return LOOKASIDE__V1__BACKEND_SOURCE__BACKEND_SOURCE_BOTH;
@@ -150,7 +150,7 @@ static int backend_source(const reg_backend *b)
     return LOOKASIDE__V1__BACKEND_SOURCE__BACKEND_SOURCE_REPORTED;
 }
 
-static int backend_state(const reg_backend *b)
+int registry_backend_state(const reg_backend *b)
 {
     if (b->draining)
         return LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING;
@@ -166,8 +166,8 @@ static void persist_backend(registry *r, reg_backend *b)
     snprintf(sb.service, sizeof sb.service, "%s", b->svc->name);
     snprintf(sb.address, sizeof sb.address, "%s", b->address);
     snprintf(sb.zone, sizeof sb.zone, "%s", b->zone);
-    sb.state = backend_state(b);
-    sb.source = backend_source(b);
+    sb.state = registry_backend_state(b);
+    sb.source = registry_backend_source(b);
     sb.first_seen_ms = b->first_seen_wall_ms;
     sb.last_report_ms = b->last_report_wall_ms;
     snprintf(sb.cred_hash, sizeof sb.cred_hash, "%s", b->cred_hash);
@@ -362,17 +362,9 @@ void registry_dns_update(registry *r, const char *service, const la_addr *addrs,
         return;
     }
     s->known = true;
-    bool *seen = calloc(s->n + 1, sizeof *seen);
-    if (seen == NULL)
-        return;
-    size_t old_n = s->n;
-    reg_backend **old = malloc((old_n + 1) * sizeof *old);
-    if (old == NULL) {
-        free(seen);
-        return;
-    }
-    if (old_n > 0)
-        memcpy(old, s->b, old_n * sizeof *old);
+    /* Mark what the answer holds, then sweep the unmarked: linear in both. */
+    for (size_t i = 0; i < s->n; i++)
+        s->b[i]->dns_mark = false;
     for (size_t i = 0; i < n; i++) {
         char text[LA_ADDR_STRLEN];
         addr_format(&addrs[i], text, sizeof text);
@@ -385,9 +377,7 @@ void registry_dns_update(registry *r, const char *service, const la_addr *addrs,
             }
             log_info("registry", "dns: %s + %s", service, text);
         }
-        for (size_t k = 0; k < old_n; k++)
-            if (old[k] == b)
-                seen[k] = true;
+        b->dns_mark = true;
         if (!b->in_dns || b->restored) {
             b->in_dns = true;
             b->restored = false;
@@ -395,9 +385,10 @@ void registry_dns_update(registry *r, const char *service, const la_addr *addrs,
             persist_backend(r, b);
         }
     }
-    for (size_t k = 0; k < old_n; k++) {
-        reg_backend *b = old[k];
-        if (seen[k] || !b->in_dns)
+    /* Backwards: backend_remove shifts the entries after i. */
+    for (size_t i = s->n; i-- > 0;) {
+        reg_backend *b = s->b[i];
+        if (b->dns_mark || !b->in_dns)
             continue;
         b->in_dns = false;
         log_info("registry", "dns: %s - %s", service, b->address);
@@ -408,8 +399,6 @@ void registry_dns_update(registry *r, const char *service, const la_addr *addrs,
             backend_remove(r, b, true);
         }
     }
-    free(old);
-    free(seen);
 }
 
 /* -------------------------------------------------------------- weights */
@@ -492,8 +481,8 @@ static void publish(registry *r, reg_service *s)
         it->weight = b->w.weight;
         it->zone = b->zone;
         it->token = b->token;
-        it->state = (Lookaside__V1__BackendState)backend_state(b);
-        it->source = (Lookaside__V1__BackendSource)backend_source(b);
+        it->state = (Lookaside__V1__BackendState)registry_backend_state(b);
+        it->source = (Lookaside__V1__BackendSource)registry_backend_source(b);
         if (it->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED)
             any_restored = true;
         if (it->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING)

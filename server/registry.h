@@ -62,6 +62,7 @@ struct reg_backend {
     bool reported;              /* a live Report stream owns it */
     bool in_dns;
     bool restored;              /* from the database, not re-reported yet */
+    bool dns_mark;              /* scratch for registry_dns_update */
     reg_owner *owner;
     int64_t first_seen_wall_ms;
     int64_t since_mono_ms;      /* added (or restored) at */
@@ -155,6 +156,10 @@ lookaside_status registry_subscribe(registry *r, const char *name, reg_sub *sub)
 void registry_unsubscribe(registry *r, reg_sub *sub);
 /* Publishes every dirty service now (tests, shutdown). */
 void registry_publish_dirty(registry *r);
+/* The backend's state and source as published (LOOKASIDE__V1__BACKEND_STATE__*,
+ * LOOKASIDE__V1__BACKEND_SOURCE__*). */
+int registry_backend_state(const reg_backend *b);
+int registry_backend_source(const reg_backend *b);
 /* Count of serving (weight > 0) backends in the published list. */
 size_t registry_serving(const reg_service *s);
 
