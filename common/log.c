@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static _Atomic int g_level = LOG_INFO;
+static _Atomic int g_level = LA_LOG_INFO;
 
 void log_set_level(enum log_level lvl) { atomic_store(&g_level, (int)lvl); }
 enum log_level log_get_level(void) { return (enum log_level)atomic_load(&g_level); }
@@ -24,7 +24,7 @@ int log_level_parse(const char *s)
 void log_msg(enum log_level lvl, const char *module, const char *fmt, ...)
 {
     static const char *tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
-    if ((int)lvl < atomic_load(&g_level) || lvl >= LOG_OFF)
+    if ((int)lvl < atomic_load(&g_level) || lvl >= LA_LOG_OFF)
         return;
     char buf[2048];
     struct timespec ts;

@@ -6,7 +6,7 @@
 #ifndef LA_LOG_H
 #define LA_LOG_H
 
-enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3, LOG_OFF = 4 };
+enum log_level { LA_LOG_DEBUG = 0, LA_LOG_INFO = 1, LA_LOG_WARN = 2, LA_LOG_ERROR = 3, LA_LOG_OFF = 4 };
 
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
@@ -17,9 +17,9 @@ void log_msg(enum log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define log_debug(mod, ...) \
-    do { if (log_get_level() <= LOG_DEBUG) log_msg(LOG_DEBUG, mod, __VA_ARGS__); } while (0)
-#define log_info(mod, ...) log_msg(LOG_INFO, mod, __VA_ARGS__)
-#define log_warn(mod, ...) log_msg(LOG_WARN, mod, __VA_ARGS__)
-#define log_error(mod, ...) log_msg(LOG_ERROR, mod, __VA_ARGS__)
+    do { if (log_get_level() <= LA_LOG_DEBUG) log_msg(LA_LOG_DEBUG, mod, __VA_ARGS__); } while (0)
+#define log_info(mod, ...) log_msg(LA_LOG_INFO, mod, __VA_ARGS__)
+#define log_warn(mod, ...) log_msg(LA_LOG_WARN, mod, __VA_ARGS__)
+#define log_error(mod, ...) log_msg(LA_LOG_ERROR, mod, __VA_ARGS__)
 
 #endif

@@ -198,7 +198,7 @@ static void group_rebuild(lb_group *g)
     resp.server_list = &sl;
     uint64_t before = g->version;
     group_install(g, &resp);
-    if (g->version != before && log_get_level() <= LOG_DEBUG)
+    if (g->version != before && log_get_level() <= LA_LOG_DEBUG)
         log_debug("grpclb", "%s: list %llu: %zu entries over %zu backends (share error %.2f%%)",
                   s->name, (unsigned long long)g->version, len, k,
                   100.0 * wrr_share_error(weights, k, seq, len));
