@@ -177,12 +177,12 @@ static void deliver(rpc_call *c, grpc_byte_buffer *bb)
     ProtobufCMessage *msg = NULL;
     lookaside_status st = pbio_unpack(c->m->req_desc, bb, c->m->max_req_bytes, &msg);
     if (st == LOOKASIDE_ETOOBIG) {
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "message of %zu bytes is over the %zu-byte cap",
+        rpc_fail(c, LOOKASIDE_ETOOBIG, "message of %zu bytes is over the %zu-byte cap",
                    grpc_byte_buffer_length(bb), c->m->max_req_bytes);
         return;
     }
     if (st != LOOKASIDE_OK) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "undecodable %s message",
+        rpc_fail(c, LOOKASIDE_EINVAL, "undecodable %s message",
                    c->m->req_desc->name);
         return;
     }
@@ -339,7 +339,8 @@ static void on_accept(loop_tag *t, bool ok)
     rpc_call *c = calloc(1, sizeof *c);
     if (c == NULL) {
         log_error("rpc", "out of memory accepting %s", a->m->path);
-        grpc_call_cancel_with_status(a->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+        grpc_call_cancel_with_status(a->call, la_status_to_grpc(LOOKASIDE_ENOMEM), "out of memory",
+                                     NULL);
         grpc_call_unref(a->call);
         if (a->payload)
             grpc_byte_buffer_destroy(a->payload);
@@ -387,9 +388,11 @@ static void on_accept(loop_tag *t, bool ok)
         for (char *p = unknown_path; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
                 *p = '?';
+        /* UNIMPLEMENTED is a transport-level answer with no lookaside_status
+         * of its own (the public enum stays as released). */
         rpc_finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", unknown_path);
     } else if (c->m->kind != RPC_UNARY && !peer_take(s, c)) {
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many streams from %s (limit %zu)",
+        rpc_fail(c, LOOKASIDE_ELIMIT, "too many streams from %s (limit %zu)",
                    c->peer_host, s->opt.max_streams_per_peer);
     } else if (c->m->kind == RPC_BIDI) {
         if (c->m->on_start)
@@ -397,16 +400,16 @@ static void on_accept(loop_tag *t, bool ok)
         if (!c->finish_requested && !c->closed)
             post_recv(c);
     } else if (payload == NULL) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
+        rpc_fail(c, LOOKASIDE_EINVAL, "missing request message");
     } else {
         ProtobufCMessage *req = NULL;
         lookaside_status st = pbio_unpack(c->m->req_desc, payload, c->m->max_req_bytes, &req);
         if (st == LOOKASIDE_ETOOBIG)
-            rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+            rpc_fail(c, LOOKASIDE_ETOOBIG,
                        "request of %zu bytes is over the %zu-byte cap",
                        grpc_byte_buffer_length(payload), c->m->max_req_bytes);
         else if (st != LOOKASIDE_OK)
-            rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "undecodable %s request",
+            rpc_fail(c, LOOKASIDE_EINVAL, "undecodable %s request",
                        c->m->req_desc->name);
         else {
             c->m->on_start(c, req);
@@ -539,7 +542,7 @@ void rpc_server_shutdown(rpc_server *s, int64_t grace_ms)
     s->shutting_down = true;
     for (rpc_call *c = s->live; c; c = c->next)
         if (!c->closed && !c->finish_requested)
-            rpc_finish(c, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+            rpc_fail(c, LOOKASIDE_ESHUTDOWN, "server shutting down");
     s->shutdown_tag.fn = on_shutdown_done;
     grpc_server_shutdown_and_notify(s->server, loop_cq(s->l), &s->shutdown_tag);
     int64_t until = clock_mono_ms() + grace_ms;
@@ -597,7 +600,7 @@ void rpc_reply(rpc_call *c, const ProtobufCMessage *msg)
         return;
     grpc_byte_buffer *bb = pbio_pack(msg);
     if (bb == NULL) {
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        rpc_fail(c, LOOKASIDE_ENOMEM, "out of memory");
         return;
     }
     post_send(c, bb, true);
@@ -610,15 +613,12 @@ void rpc_reply_buffer(rpc_call *c, grpc_byte_buffer *bb)
     post_send(c, grpc_byte_buffer_copy(bb), true);
 }
 
-void rpc_finish(rpc_call *c, grpc_status_code code, const char *fmt, ...)
+static void finish_v(rpc_call *c, grpc_status_code code, const char *fmt, va_list ap)
 {
     if (c->closed || c->finish_requested)
         return;
     char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
     c->finish_requested = true;
     c->fin_code = code;
     c->fin_msg = strdup(buf);
@@ -630,6 +630,22 @@ void rpc_finish(rpc_call *c, grpc_status_code code, const char *fmt, ...)
                   (int)code, buf);
     if (!c->sending)
         post_status(c);
+}
+
+void rpc_finish(rpc_call *c, grpc_status_code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    finish_v(c, code, fmt, ap);
+    va_end(ap);
+}
+
+void rpc_fail(rpc_call *c, lookaside_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    finish_v(c, la_status_to_grpc(st), fmt, ap);
+    va_end(ap);
 }
 
 bool rpc_finished(const rpc_call *c) { return c->closed || c->finish_requested; }

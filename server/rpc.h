@@ -20,6 +20,7 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "lookaside_status.h"
 #include "loop.h"
 
 typedef struct rpc_server rpc_server;
@@ -85,6 +86,13 @@ void rpc_reply_buffer(rpc_call *c, grpc_byte_buffer *bb);
 /* Ends the call with status and message (logged when not OK). If a send is
  * in flight the status follows it. Further sends fail. Idempotent. */
 void rpc_finish(rpc_call *c, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same for a refusal expressed as a lookaside_status: the gRPC code
+ * comes from the one mapping (la_status_to_grpc in common/status.c), so
+ * every handler answers the same condition with the same code. The message
+ * is logged (WARN) and sent as the status details; name the offending field
+ * in it. st must not be LOOKASIDE_OK. */
+void rpc_fail(rpc_call *c, lookaside_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 bool rpc_finished(const rpc_call *c);
 
