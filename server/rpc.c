@@ -172,20 +172,27 @@ static void on_close_done(loop_tag *t, bool ok)
     call_maybe_free(c);
 }
 
-static void deliver(rpc_call *c, grpc_byte_buffer *bb)
+/* Decodes one received message; on a refusal finishes the call (naming
+ * the field when a string holds a NUL) and returns NULL. */
+static ProtobufCMessage *decode(rpc_call *c, grpc_byte_buffer *bb)
 {
     ProtobufCMessage *msg = NULL;
-    lookaside_status st = pbio_unpack(c->m->req_desc, bb, c->m->max_req_bytes, &msg);
-    if (st == LOOKASIDE_ETOOBIG) {
-        rpc_fail(c, LOOKASIDE_ETOOBIG, "message of %zu bytes is over the %zu-byte cap",
-                   grpc_byte_buffer_length(bb), c->m->max_req_bytes);
+    char why[256];
+    lookaside_status st =
+        pbio_unpack_why(c->m->req_desc, bb, c->m->max_req_bytes, &msg, why, sizeof why);
+    if (st == LOOKASIDE_ETOOBIG)
+        rpc_fail(c, st, "message of %zu bytes is over the %zu-byte cap",
+                 grpc_byte_buffer_length(bb), c->m->max_req_bytes);
+    else if (st != LOOKASIDE_OK)
+        rpc_fail(c, st, "%s", why);
+    return msg;
+}
+
+static void deliver(rpc_call *c, grpc_byte_buffer *bb)
+{
+    ProtobufCMessage *msg = decode(c, bb);
+    if (msg == NULL)
         return;
-    }
-    if (st != LOOKASIDE_OK) {
-        rpc_fail(c, LOOKASIDE_EINVAL, "undecodable %s message",
-                   c->m->req_desc->name);
-        return;
-    }
     c->m->on_message(c, msg);
     protobuf_c_message_free_unpacked(msg, NULL);
 }
@@ -402,16 +409,8 @@ static void on_accept(loop_tag *t, bool ok)
     } else if (payload == NULL) {
         rpc_fail(c, LOOKASIDE_EINVAL, "missing request message");
     } else {
-        ProtobufCMessage *req = NULL;
-        lookaside_status st = pbio_unpack(c->m->req_desc, payload, c->m->max_req_bytes, &req);
-        if (st == LOOKASIDE_ETOOBIG)
-            rpc_fail(c, LOOKASIDE_ETOOBIG,
-                       "request of %zu bytes is over the %zu-byte cap",
-                       grpc_byte_buffer_length(payload), c->m->max_req_bytes);
-        else if (st != LOOKASIDE_OK)
-            rpc_fail(c, LOOKASIDE_EINVAL, "undecodable %s request",
-                       c->m->req_desc->name);
-        else {
+        ProtobufCMessage *req = decode(c, payload);
+        if (req != NULL) {
             c->m->on_start(c, req);
             protobuf_c_message_free_unpacked(req, NULL);
         }
