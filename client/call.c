@@ -3,38 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 #include "bgloop.h"
 #include "log.h"
 #include "pbio.h"
-
-grpc_channel *la_channel_open(const char *target, bool round_robin, uint32_t backoff_initial,
-                              uint32_t backoff_max)
-{
-    grpc_arg args[4];
-    size_t n = 0;
-    args[n].type = GRPC_ARG_INTEGER;
-    args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = (int)backoff_initial;
-    args[n].type = GRPC_ARG_INTEGER;
-    args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = (int)backoff_max;
-    if (round_robin) {
-        args[n].type = GRPC_ARG_STRING;
-        args[n].key = GRPC_ARG_LB_POLICY_NAME;
-        args[n++].value.string = "round_robin";
-        args[n].type = GRPC_ARG_STRING;
-        args[n].key = GRPC_ARG_SERVICE_CONFIG;
-        args[n++].value.string = "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}";
-    }
-    grpc_channel_args ca = {n, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_channel *ch = grpc_channel_create(target, creds, &ca);
-    grpc_channel_credentials_release(creds);
-    return ch;
-}
 
 /* Splits "a,b, c" into trimmed, non-empty targets. */
 lookaside_status la_targets_split(const char *s, char ***out, size_t *n)

@@ -1,5 +1,5 @@
 /* call.h - the thin call layer: the only code in liblookaside that starts
- * gRPC batches (grpc_call_start_batch) or creates channels.
+ * gRPC batches (grpc_call_start_batch); channels are created in channel.c.
  *
  * A la_call is one streaming RPC driven from a bgloop thread. The layer keeps
  * one tag per op kind (send, receive, status), so there is never more than
@@ -21,12 +21,6 @@
 
 #include "bgloop.h"
 #include "lookaside_status.h"
-
-/* A channel with insecure credentials and reconnect backoff between
- * backoff_initial and backoff_max ms; round_robin selects that policy (by
- * channel arg and default service config). NULL on failure. */
-grpc_channel *la_channel_open(const char *target, bool round_robin, uint32_t backoff_initial,
-                              uint32_t backoff_max);
 
 /* Splits "a,b, c" (gRPC targets) into trimmed, non-empty strings (caller
  * frees each and the array). LOOKASIDE_EINVAL for NULL or an empty entry. */

@@ -213,6 +213,8 @@ static void client_free(lookaside_client *c)
     free(c->zone);
     free(c->client_id);
     free(c->fallback_target);
+    la_chan_cfg_free(&c->lb_cfg);
+    la_chan_cfg_free(&c->backend_cfg);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -270,7 +272,11 @@ lookaside_status lookaside_client_create(const lookaside_client_options *opt,
         return LOOKASIDE_ENOMEM;
     }
     grpc_init();
-    st = bgloop_start("lookaside-cli", client_tick, c, &c->loop);
+    st = la_chan_cfg_init(&c->lb_cfg, opt->balancer_creds, opt->balancer_args);
+    if (st == LOOKASIDE_OK)
+        st = la_chan_cfg_init(&c->backend_cfg, opt->backend_creds, opt->backend_args);
+    if (st == LOOKASIDE_OK)
+        st = bgloop_start("lookaside-cli", client_tick, c, &c->loop);
     if (st != LOOKASIDE_OK) {
         client_free(c);
         grpc_shutdown();

@@ -19,6 +19,7 @@
 #include "backoff.h"
 #include "bgloop.h"
 #include "call.h"
+#include "channel.h"
 #include "lookaside.h"
 #include "pick.h"
 
@@ -77,6 +78,8 @@ struct lookaside_client {
     char **lb_targets;
     size_t n_lb;
     grpc_channel **lb_ch; /* background thread, created lazily */
+    la_chan_cfg lb_cfg;      /* balancer channels' credentials and args */
+    la_chan_cfg backend_cfg; /* backend and fallback channels' */
     char *zone;
     char *client_id;
     char *fallback_target;

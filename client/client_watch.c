@@ -21,7 +21,8 @@
 static grpc_channel *lb_channel(lookaside_client *c, size_t i)
 {
     if (c->lb_ch[i] == NULL)
-        c->lb_ch[i] = la_channel_open(c->lb_targets[i], false, 1000, c->backoff_max_ms);
+        c->lb_ch[i] =
+            la_channel_open(&c->lb_cfg, c->lb_targets[i], false, 1000, c->backoff_max_ms);
     return c->lb_ch[i];
 }
 

@@ -86,6 +86,21 @@
  * after activity backing off to every 25 ms, so a list pushed to an idle
  * client is applied up to 25 ms later than to a busy one.
  *
+ * Credentials and channel args: by default every channel the library opens
+ * is insecure. The options take, for the balancer channel and (client only)
+ * for backend channels, a grpc_channel_credentials pointer (NULL:
+ * insecure) and a grpc_channel_args pointer (NULL: none). The credentials
+ * are borrowed by the options and referenced by the library until the
+ * client or reporter is destroyed, so the application may release its own
+ * reference once the create function has returned. The args are copied
+ * (strings duplicated, pointer args copied through their vtable); they are
+ * applied to every channel of that kind, and where they set the same key as
+ * the library (reconnect backoff, the fallback channel's round_robin
+ * policy) the application's value wins. For TLS with a name that differs
+ * from the dialled address, put GRPC_SSL_TARGET_NAME_OVERRIDE_ARG in the
+ * args. lookaside_tls_credentials_create() builds TLS credentials from PEM
+ * files.
+ *
  * Logging: warnings go to stderr as one-line records (common/log.h format). */
 #ifndef LOOKASIDE_H
 #define LOOKASIDE_H
@@ -148,6 +163,13 @@ typedef struct lookaside_client_options {
     uint32_t fallback_refresh_ms;
     /* At most this many services per client. Default 64. */
     uint32_t max_services;
+    /* Channel settings (see "Credentials and channel args" above). For the
+     * balancer channel: */
+    grpc_channel_credentials *balancer_creds;
+    const grpc_channel_args *balancer_args;
+    /* ... and for every backend channel (and the fallback channel): */
+    grpc_channel_credentials *backend_creds;
+    const grpc_channel_args *backend_args;
 } lookaside_client_options;
 
 /* Fills *opt with zeros and the defaults above (lb_target stays NULL).
@@ -273,6 +295,18 @@ lookaside_status lookaside_client_backends(lookaside_client *c, const char *serv
  * call on c may run concurrently or follow. destroy(NULL) is a no-op. */
 void lookaside_client_destroy(lookaside_client *c);
 
+/* Creates TLS channel credentials from PEM files: ca_file, the roots that
+ * verify the server (NULL: gRPC's default roots); cert_file and key_file,
+ * this side's certificate chain and private key for mutual TLS (both NULL
+ * for none; one without the other is LOOKASIDE_EINVAL). Files are read now
+ * (at most 1 MiB each). Returns LOOKASIDE_OK, LOOKASIDE_EINVAL (not PEM),
+ * LOOKASIDE_ENOTFOUND (no such file), LOOKASIDE_EIO, LOOKASIDE_ETOOBIG,
+ * LOOKASIDE_ENOMEM. *out is the caller's: grpc_channel_credentials_release()
+ * (after passing it to a create function, if it likes). Any thread. */
+lookaside_status lookaside_tls_credentials_create(const char *ca_file, const char *cert_file,
+                                                  const char *key_file,
+                                                  grpc_channel_credentials **out);
+
 /* ==================================================================== reporter */
 
 typedef struct lookaside_reporter lookaside_reporter;
@@ -316,6 +350,9 @@ typedef struct lookaside_reporter_options {
     /* Cores for CPU utilisation; 0 counts the CPUs this process may run on
      * (sched_getaffinity). */
     uint32_t cpu_cores;
+    /* The balancer channel's settings, as in lookaside_client_options. */
+    grpc_channel_credentials *balancer_creds;
+    const grpc_channel_args *balancer_args;
 } lookaside_reporter_options;
 
 /* Fills *opt with zeros and the defaults above. */

@@ -22,6 +22,7 @@
 #include "backoff.h"
 #include "bgloop.h"
 #include "call.h"
+#include "channel.h"
 #include "log.h"
 #include "lookaside/v1/lookaside.pb-c.h"
 #include "pbio.h"
@@ -38,6 +39,7 @@ struct lookaside_reporter {
     char **lb_targets;
     size_t n_lb;
     grpc_channel **lb_ch;
+    la_chan_cfg lb_cfg;
     char *service;
     char *address;
     char *zone;
@@ -109,7 +111,8 @@ static grpc_channel *lb_channel(lookaside_reporter *r)
 {
     size_t i = r->lb_index;
     if (r->lb_ch[i] == NULL)
-        r->lb_ch[i] = la_channel_open(r->lb_targets[i], false, 1000, r->backoff_max_ms);
+        r->lb_ch[i] =
+            la_channel_open(&r->lb_cfg, r->lb_targets[i], false, 1000, r->backoff_max_ms);
     return r->lb_ch[i];
 }
 
@@ -432,6 +435,7 @@ static void reporter_free(lookaside_reporter *r)
         memset(r->credential, 0, strlen(r->credential));
         free(r->credential);
     }
+    la_chan_cfg_free(&r->lb_cfg);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -486,7 +490,9 @@ lookaside_status lookaside_reporter_create(const lookaside_reporter_options *opt
     r->retry_at_ms = clock_mono_ms();
     r->info.interval_ms = INTERVAL_DEFAULT_MS;
     grpc_init();
-    st = bgloop_start("lookaside-rep", rep_tick, r, &r->loop);
+    st = la_chan_cfg_init(&r->lb_cfg, opt->balancer_creds, opt->balancer_args);
+    if (st == LOOKASIDE_OK)
+        st = bgloop_start("lookaside-rep", rep_tick, r, &r->loop);
     if (st != LOOKASIDE_OK) {
         reporter_free(r);
         grpc_shutdown();

@@ -15,6 +15,8 @@
 
 #include <grpc/grpc.h>
 
+#include "echo_call.h"
+
 #define CHECK(cond, ...)                                                                   \
     do {                                                                                   \
         if (!(cond)) {                                                                     \
@@ -88,11 +90,5 @@ void it_backend_kill(it_backend *b);
 /* Child side: runs a backend from argv (--backend NAME --lb T --service S
  * [--zone Z]); returns the exit code. */
 int it_backend_main(int argc, char **argv);
-
-/* ---- calls ---- */
-/* One unary echo call on ch; reply gets the backend's name. */
-grpc_status_code it_echo(grpc_channel *ch, int timeout_ms, char *reply, size_t n);
-/* Frees the calling thread's call queue; call before the thread ends. */
-void it_echo_thread_done(void);
 
 #endif
