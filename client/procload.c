@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "util.h"
 
 static int64_t cpu_ns(void)
@@ -33,7 +34,7 @@ uint32_t procload_cores(void)
 
 void procload_init(procload *p, uint32_t cores)
 {
-    p->cores = cores ? cores : procload_cores();
+    p->cores = cores ? cores : cgroup_effective_cores("", procload_cores());
     p->last_wall_ns = clock_mono_ns();
     p->last_cpu_ns = cpu_ns();
 }
@@ -49,19 +50,6 @@ double procload_cpu(procload *p)
     return (double)dc / ((double)dw * p->cores);
 }
 
-static double read_number(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char buf[64];
-    double v = 0;
-    if (fgets(buf, sizeof buf, f) != NULL && strncmp(buf, "max", 3) != 0)
-        v = strtod(buf, NULL);
-    fclose(f);
-    return v;
-}
-
 double procload_mem(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -74,11 +62,9 @@ double procload_mem(void)
         return 0;
     long page = sysconf(_SC_PAGESIZE);
     double rss = (double)resident * (double)(page > 0 ? page : 4096);
-    double limit = read_number("/sys/fs/cgroup/memory.max");
     long pages = sysconf(_SC_PHYS_PAGES);
     double phys = pages > 0 ? (double)pages * (double)(page > 0 ? page : 4096) : 0;
-    if (limit <= 0 || (phys > 0 && limit > phys))
-        limit = phys;
+    double limit = cgroup_effective_memory("", phys);
     if (limit <= 0)
         return 0;
     double u = rss / limit;

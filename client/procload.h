@@ -2,9 +2,9 @@
  *
  * CPU: user + system time from getrusage(RUSAGE_SELF) over wall time since
  * the previous sample, divided by the cores the process may use (its
- * sched_getaffinity set unless given). Cgroup CPU quotas are not read.
- * Memory: resident set size over the cgroup v2 memory.max when readable and
- * set, else over physical memory. Not thread-safe (one sampler). */
+ * sched_getaffinity set, or the cgroup CPU quota when lower; see cgroup.h)
+ * unless given. Memory: resident set size over the cgroup (v2 or v1) memory
+ * limit when set, else over physical memory. Not thread-safe (one sampler). */
 #ifndef LA_PROCLOAD_H
 #define LA_PROCLOAD_H
 
@@ -13,7 +13,7 @@
 typedef struct procload {
     int64_t last_wall_ns;
     int64_t last_cpu_ns;
-    uint32_t cores;
+    double cores;       /* fractional under a cgroup CPU quota */
 } procload;
 
 /* cores 0: count the CPUs in the affinity set. Takes the first sample. */

@@ -3,7 +3,8 @@
 # Idempotent: installs only what is missing and says what it installs.
 set -eu
 PKGS="build-essential cmake pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
-libc-ares-dev libsqlite3-dev libcmocka-dev dnsmasq-base python3-grpcio python3 openssl"
+libc-ares-dev libsqlite3-dev libcmocka-dev dnsmasq-base python3-grpcio python3 openssl \
+libsystemd-dev libmicrohttpd-dev python3-yaml prometheus chromium"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

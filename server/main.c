@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include <grpc/grpc.h>
+#include <systemd/sd-daemon.h>
 
 #include "discovery.h"
+#include "envflags.h"
 #include "log.h"
 #include "util.h"
 #include "registry.h"
@@ -59,7 +61,10 @@ static void usage(FILE *f)
             "  --grpclb-max-entries N      grpclb server list length cap (default 1000)\n"
             "  --report-token-file PATH    per-service report credentials (SERVICE CRED lines)\n"
             "  --log-level LEVEL           debug, info, warn, error (default info)\n"
-            "  --help, --version\n");
+            "  --help, --version\n"
+            "Every flag can also be set as LOOKASIDE_<FLAG> (--dns-refresh-ms =>\n"
+            "LOOKASIDE_DNS_REFRESH_MS; repeated --discover: values separated by spaces);\n"
+            "a flag on the command line wins over its variable.\n");
 }
 
 static int parse_flags(int argc, char **argv, flags *f)
@@ -89,6 +94,11 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"help", no_argument, 0, F_HELP},
         {"version", no_argument, 0, F_VERSION},
         {0, 0, 0, 0}};
+    /* LOOKASIDE_<FLAG> variables supply flags the command line lacks. */
+    static const char *const repeatable[] = {"discover", NULL};
+    argc = envflags_merge(opts, "LOOKASIDE_", repeatable, argc, argv, &argv);
+    if (argc < 0)
+        return 1;
     int c;
     long long v;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -331,7 +341,11 @@ int main(int argc, char **argv)
         log_info("main", "listening on %s:%d (db %s, sqlite %s, policy %s)", host, port, f.db,
                  storage_sqlite_version(), f.rc.policy->name);
     }
+    /* Type=notify units: clients can connect from now on. No-op outside
+     * systemd (NOTIFY_SOCKET unset). */
+    sd_notify(0, "READY=1");
     loop_run(l);
+    sd_notify(0, "STOPPING=1");
     log_info("main", "shutting down");
     ctx.shutting_down = true;
     exit_code = 0;
