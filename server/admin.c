@@ -1,4 +1,7 @@
-/* lookaside.v1.Admin: list services, explain weights, drain, override. */
+/* lookaside.v1.Admin: list services, explain weights, drain, override.
+ * Reads come from snapshots (after publishing anything pending, so an
+ * operator sees the effect of the change just made); writes go through the
+ * registry and are published at once. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,34 +12,41 @@ static void list_start(rpc_call *c, const ProtobufCMessage *m)
 {
     (void)m;
     server_ctx *ctx = rpc_method_ctx(c);
-    size_t n = 0;
-    for (reg_service *s = registry_first(ctx->reg); s; s = registry_next(s))
-        n++;
+    /* Anything changed but unpublished shows after this. */
+    registry_publish_dirty(ctx->reg);
+    snap_catalog *cat = registry_catalog_acquire(ctx->reg);
+    size_t n = cat ? cat->n : 0;
     Lookaside__V1__ServiceSummary *items = calloc(n + 1, sizeof *items);
     Lookaside__V1__ServiceSummary **ptrs = calloc(n + 1, sizeof *ptrs);
     if (items == NULL || ptrs == NULL) {
         free(items);
         free(ptrs);
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        snap_catalog_release(cat);
+        rpc_fail(c, LOOKASIDE_ENOMEM, "out of memory");
         return;
     }
-    size_t i = 0;
-    for (reg_service *s = registry_first(ctx->reg); s; s = registry_next(s), i++) {
-        lookaside__v1__service_summary__init(&items[i]);
-        items[i].name = s->name;
-        items[i].version = s->version;
-        items[i].backends = (uint32_t)s->n;
-        items[i].serving = (uint32_t)registry_serving(s);
-        items[i].watchers = (uint32_t)s->n_watchers;
-        items[i].state = (Lookaside__V1__ListState)s->list_state;
-        ptrs[i] = &items[i];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const snap_service *s = cat->s[i];
+        if (!s->known)
+            continue;   /* only watched: not a service (yet) */
+        lookaside__v1__service_summary__init(&items[k]);
+        items[k].name = (char *)s->name;
+        items[k].version = s->version;
+        items[k].backends = (uint32_t)s->n;
+        items[k].serving = (uint32_t)s->serving;
+        items[k].watchers = s->watchers;
+        items[k].state = (Lookaside__V1__ListState)s->list_state;
+        ptrs[k] = &items[k];
+        k++;
     }
     Lookaside__V1__ListServicesResponse resp = LOOKASIDE__V1__LIST_SERVICES_RESPONSE__INIT;
-    resp.n_services = n;
+    resp.n_services = k;
     resp.services = ptrs;
     rpc_reply(c, &resp.base);
     free(items);
     free(ptrs);
+    snap_catalog_release(cat);
 }
 
 typedef struct binfo {
@@ -44,62 +54,95 @@ typedef struct binfo {
     Lookaside__V1__Backend be;
     Lookaside__V1__WeightExplanation why;
     Lookaside__V1__Load load;
+    Lookaside__V1__Load__UtilizationEntry *ue;
+    Lookaside__V1__Load__UtilizationEntry **uep;
 } binfo;
+
+static void binfo_free(binfo *bi, size_t n)
+{
+    for (size_t i = 0; bi && i < n; i++) {
+        free(bi[i].ue);
+        free(bi[i].uep);
+    }
+    free(bi);
+}
+
+/* Fills x from one snapshot backend; false on allocation failure. */
+static bool fill_backend(binfo *x, const snap_backend *b, int64_t now)
+{
+    lookaside__v1__backend_info__init(&x->info);
+    lookaside__v1__backend__init(&x->be);
+    lookaside__v1__weight_explanation__init(&x->why);
+    lookaside__v1__load__init(&x->load);
+    x->be.address = (char *)b->address;
+    x->be.weight = b->weight;
+    x->be.zone = (char *)b->zone;
+    x->be.token = (char *)b->token;
+    x->be.state = (Lookaside__V1__BackendState)b->state;
+    x->be.source = (Lookaside__V1__BackendSource)b->source;
+    x->why.utilization = b->why.util;
+    x->why.rps = b->why.rps;
+    x->why.eps = b->why.eps;
+    x->why.raw_weight = b->why.raw;
+    x->why.clamped_weight = b->why.clamped;
+    x->why.smoothed_weight = b->why.smoothed;
+    x->why.slow_start_factor = b->why.slow_start;
+    x->why.text = (char *)b->why.text;
+    x->load.cpu_utilization = b->load.cpu;
+    x->load.mem_utilization = b->load.mem;
+    x->load.application_utilization = b->load.app;
+    x->load.rps_fractional = b->load.rps;
+    x->load.eps = b->load.eps;
+    x->load.in_flight = b->load.in_flight;
+    if (b->n_util > 0) {
+        x->ue = calloc(b->n_util, sizeof *x->ue);
+        x->uep = calloc(b->n_util, sizeof *x->uep);
+        if (x->ue == NULL || x->uep == NULL)
+            return false;
+        for (size_t k = 0; k < b->n_util; k++) {
+            lookaside__v1__load__utilization_entry__init(&x->ue[k]);
+            x->ue[k].key = b->util[k].key;
+            x->ue[k].value = b->util[k].value;
+            x->uep[k] = &x->ue[k];
+        }
+        x->load.n_utilization = b->n_util;
+        x->load.utilization = x->uep;
+    }
+    x->info.backend = &x->be;
+    x->info.explanation = &x->why;
+    x->info.last_load = b->has_load ? &x->load : NULL;
+    /* -1 until the first Load (registration alone is not a load report). */
+    x->info.last_report_age_ms = b->last_load_mono_ms >= 0 ? now - b->last_load_mono_ms : -1;
+    x->info.weight_override = b->weight_override;
+    x->info.first_seen_unix_ms = b->first_seen_unix_ms;
+    return true;
+}
 
 static void describe_start(rpc_call *c, const ProtobufCMessage *m)
 {
     server_ctx *ctx = rpc_method_ctx(c);
     const Lookaside__V1__DescribeServiceRequest *req =
         (const Lookaside__V1__DescribeServiceRequest *)m;
-    reg_service *s = name_valid(req->service) ? registry_find(ctx->reg, req->service) : NULL;
-    if (s == NULL) {
-        rpc_finish(c, GRPC_STATUS_NOT_FOUND, "unknown service");
+    registry_publish_dirty(ctx->reg);
+    const snap_service *s =
+        name_valid(req->service) ? registry_snapshot(ctx->reg, req->service) : NULL;
+    if (s == NULL || !s->known) {
+        rpc_fail(c, LOOKASIDE_ENOTFOUND, "unknown service");
         return;
     }
     binfo *bi = calloc(s->n + 1, sizeof *bi);
     Lookaside__V1__BackendInfo **ptrs = calloc(s->n + 1, sizeof *ptrs);
-    if (bi == NULL || ptrs == NULL) {
-        free(bi);
-        free(ptrs);
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
     int64_t now = clock_mono_ms();
-    for (size_t i = 0; i < s->n; i++) {
-        reg_backend *b = s->b[i];
-        binfo *x = &bi[i];
-        lookaside__v1__backend_info__init(&x->info);
-        lookaside__v1__backend__init(&x->be);
-        lookaside__v1__weight_explanation__init(&x->why);
-        lookaside__v1__load__init(&x->load);
-        x->be.address = b->address;
-        x->be.weight = b->published_weight;
-        x->be.zone = b->zone;
-        x->be.token = b->token;
-        x->be.state = (Lookaside__V1__BackendState)registry_backend_state(b);
-        x->be.source = (Lookaside__V1__BackendSource)registry_backend_source(b);
-        x->why.utilization = b->w.why.util;
-        x->why.rps = b->w.why.rps;
-        x->why.eps = b->w.why.eps;
-        x->why.raw_weight = b->w.why.raw;
-        x->why.clamped_weight = b->w.why.clamped;
-        x->why.smoothed_weight = b->w.why.smoothed;
-        x->why.slow_start_factor = b->w.why.slow_start;
-        x->why.text = b->w.why.text;
-        x->load.cpu_utilization = b->load.cpu;
-        x->load.mem_utilization = b->load.mem;
-        x->load.application_utilization = b->load.app;
-        x->load.rps_fractional = b->load.rps;
-        x->load.eps = b->load.eps;
-        x->load.in_flight = b->load.in_flight;
-        x->info.backend = &x->be;
-        x->info.explanation = &x->why;
-        x->info.last_load = b->has_load ? &x->load : NULL;
-        x->info.last_report_age_ms =
-            b->reported ? now - b->last_report_mono_ms : -1;
-        x->info.weight_override = b->weight_override;
-        x->info.first_seen_unix_ms = b->first_seen_wall_ms;
-        ptrs[i] = &x->info;
+    bool ok = bi != NULL && ptrs != NULL;
+    for (size_t i = 0; ok && i < s->n; i++) {
+        ok = fill_backend(&bi[i], &s->b[i], now);
+        ptrs[i] = &bi[i].info;
+    }
+    if (!ok) {
+        binfo_free(bi, s->n);
+        free(ptrs);
+        rpc_fail(c, LOOKASIDE_ENOMEM, "out of memory");
+        return;
     }
     Lookaside__V1__GrpclbStats lb = LOOKASIDE__V1__GRPCLB_STATS__INIT;
     lb.calls_started = s->lb.started;
@@ -108,16 +151,16 @@ static void describe_start(rpc_call *c, const ProtobufCMessage *m)
     lb.calls_known_received = s->lb.known_received;
     lb.calls_dropped = s->lb.dropped;
     Lookaside__V1__DescribeServiceResponse resp = LOOKASIDE__V1__DESCRIBE_SERVICE_RESPONSE__INIT;
-    resp.service = s->name;
+    resp.service = (char *)s->name;
     resp.version = s->version;
     resp.state = (Lookaside__V1__ListState)s->list_state;
     resp.n_backends = s->n;
     resp.backends = ptrs;
-    resp.watchers = (uint32_t)s->n_watchers;
+    resp.watchers = s->watchers;
     resp.grpclb = &lb;
-    resp.policy = (char *)registry_cfg(ctx->reg)->policy->name;
+    resp.policy = (char *)s->policy;
     rpc_reply(c, &resp.base);
-    free(bi);
+    binfo_free(bi, s->n);
     free(ptrs);
 }
 
@@ -126,19 +169,19 @@ static reg_backend *find_target(rpc_call *c, server_ctx *ctx, const char *servic
 {
     la_addr a;
     char canon[LA_ADDR_STRLEN];
-    reg_service *s = name_valid(service) ? registry_find(ctx->reg, service) : NULL;
-    if (s == NULL) {
-        rpc_finish(c, GRPC_STATUS_NOT_FOUND, "unknown service");
+    reg_service *s = registry_find(ctx->reg, service);
+    if (s == NULL || !s->known) {
+        rpc_fail(c, LOOKASIDE_ENOTFOUND, "unknown service");
         return NULL;
     }
     if (addr_parse(address, &a) != LOOKASIDE_OK) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "address: want ip:port or [ipv6]:port");
+        rpc_fail(c, LOOKASIDE_EINVAL, "address: want ip:port or [ipv6]:port");
         return NULL;
     }
     addr_format(&a, canon, sizeof canon);
     reg_backend *b = registry_find_backend(s, canon);
     if (b == NULL)
-        rpc_finish(c, GRPC_STATUS_NOT_FOUND, "no backend %s in %s", canon, service);
+        rpc_fail(c, LOOKASIDE_ENOTFOUND, "no backend %s in %s", canon, service);
     return b;
 }
 
@@ -152,6 +195,7 @@ static void drain_start(rpc_call *c, const ProtobufCMessage *m)
     log_info("admin", "%s %s: %s by admin from %s", req->service, b->address,
              req->draining ? "drain" : "undrain", rpc_peer(c));
     registry_set_draining(ctx->reg, b, req->draining);
+    registry_publish_dirty(ctx->reg);   /* an operator's change goes out at once */
     Lookaside__V1__SetDrainResponse resp = LOOKASIDE__V1__SET_DRAIN_RESPONSE__INIT;
     resp.state = b->draining ? LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING
                              : LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING;
@@ -164,7 +208,7 @@ static void override_start(rpc_call *c, const ProtobufCMessage *m)
     const Lookaside__V1__SetWeightOverrideRequest *req =
         (const Lookaside__V1__SetWeightOverrideRequest *)m;
     if (req->weight > WEIGHTS_MAX) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "weight: 0 (clear) or 1..%u", WEIGHTS_MAX);
+        rpc_fail(c, LOOKASIDE_EINVAL, "weight: 0 (clear) or 1..%u", WEIGHTS_MAX);
         return;
     }
     reg_backend *b = find_target(c, ctx, req->service, req->address);
@@ -173,6 +217,7 @@ static void override_start(rpc_call *c, const ProtobufCMessage *m)
     log_info("admin", "%s %s: weight override %u by %s", req->service, b->address, req->weight,
              rpc_peer(c));
     registry_set_override(ctx->reg, b, req->weight);
+    registry_publish_dirty(ctx->reg);
     Lookaside__V1__SetWeightOverrideResponse resp = LOOKASIDE__V1__SET_WEIGHT_OVERRIDE_RESPONSE__INIT;
     rpc_reply(c, &resp.base);
 }

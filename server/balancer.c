@@ -8,26 +8,35 @@
 typedef struct watcher {
     reg_sub sub;
     rpc_call *call;
+    server_ctx *ctx;
     uint64_t sent_version;
+    bool heartbeats;            /* the client set accepts_heartbeat */
 } watcher;
 
-static void watcher_push(watcher *w)
+static void watcher_push(watcher *w, const snap_service *snap)
 {
-    reg_service *s = w->sub.svc;
-    if (s == NULL || s->published == NULL || w->sent_version >= s->version)
+    if (snap == NULL || snap->packed == NULL || w->sent_version >= snap->version)
         return;
     /* At most one send in flight: when one is, the send completion pushes
      * whatever is latest then. A slow watcher skips versions, never queues. */
     if (rpc_send_in_flight(w->call))
         return;
-    if (rpc_send_buffer(w->call, s->published))
-        w->sent_version = s->version;
+    if (rpc_send_buffer(w->call, snap->packed))
+        w->sent_version = snap->version;
 }
 
-static void watch_on_publish(reg_sub *sub, reg_service *s)
+static void watch_on_publish(reg_sub *sub, const snap_service *snap)
 {
-    (void)s;
-    watcher_push((watcher *)sub);
+    watcher_push((watcher *)sub, snap);
+}
+
+/* Only when the watcher is up to date and idle: otherwise a list is on its
+ * way, which says as much. */
+static void watch_on_heartbeat(reg_sub *sub, const snap_service *snap, grpc_byte_buffer *hb)
+{
+    watcher *w = (watcher *)sub;
+    if (w->heartbeats && w->sent_version == snap->version && !rpc_send_in_flight(w->call))
+        rpc_send_buffer(w->call, hb);
 }
 
 static void watch_start(rpc_call *c, const ProtobufCMessage *m)
@@ -35,40 +44,42 @@ static void watch_start(rpc_call *c, const ProtobufCMessage *m)
     server_ctx *ctx = rpc_method_ctx(c);
     const Lookaside__V1__WatchRequest *req = (const Lookaside__V1__WatchRequest *)m;
     if (!name_valid(req->service)) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-                   "service: not a valid service name (1-253 bytes of letters, digits, '-', "
-                   "'_', '.')");
+        rpc_fail(c, LOOKASIDE_EINVAL,
+                 "service: not a valid service name (1-253 bytes of letters, digits, '-', "
+                 "'_', '.')");
         return;
     }
     if (strlen(req->client_id) > 128 || !zone_valid(req->client_zone)) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-                   "client_id over 128 bytes or client_zone not a valid zone");
+        rpc_fail(c, LOOKASIDE_EINVAL, "client_id over 128 bytes or client_zone not a valid zone");
         return;
     }
     watcher *w = calloc(1, sizeof *w);
     if (w == NULL) {
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        rpc_fail(c, LOOKASIDE_ENOMEM, "out of memory");
         return;
     }
     w->call = c;
+    w->ctx = ctx;
+    w->heartbeats = req->accepts_heartbeat;
     w->sub.on_publish = watch_on_publish;
+    w->sub.on_heartbeat = watch_on_heartbeat;
     lookaside_status st = registry_subscribe(ctx->reg, req->service, &w->sub);
     if (st != LOOKASIDE_OK) {
         free(w);
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many services");
+        rpc_fail(c, st, "too many services being watched");
         return;
     }
-    w->sub.svc->n_watchers++;
+    registry_count_watcher(ctx->reg, w->sub.svc, +1);
     rpc_set_user(c, w);
     log_debug("balancer", "watch %s from %s (%s)", req->service, rpc_peer(c), req->client_id);
-    watcher_push(w);
+    watcher_push(w, registry_sub_snapshot(ctx->reg, &w->sub));
 }
 
 static void watch_send_done(rpc_call *c, bool ok)
 {
     watcher *w = rpc_user(c);
     if (ok && w)
-        watcher_push(w);
+        watcher_push(w, registry_sub_snapshot(w->ctx->reg, &w->sub));
 }
 
 static void watch_close(rpc_call *c, bool cancelled)
@@ -79,7 +90,7 @@ static void watch_close(rpc_call *c, bool cancelled)
     if (w == NULL)
         return;
     if (w->sub.svc) {
-        w->sub.svc->n_watchers--;
+        registry_count_watcher(ctx->reg, w->sub.svc, -1);
         registry_unsubscribe(ctx->reg, &w->sub);
     }
     free(w);
@@ -89,17 +100,20 @@ static void get_start(rpc_call *c, const ProtobufCMessage *m)
 {
     server_ctx *ctx = rpc_method_ctx(c);
     const Lookaside__V1__WatchRequest *req = (const Lookaside__V1__WatchRequest *)m;
-    if (!name_valid(req->service)) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "service: not a valid service name");
+    char canon[254];
+    if (!registry_canon_name(req->service, canon)) {
+        rpc_fail(c, LOOKASIDE_EINVAL, "service: not a valid service name");
         return;
     }
-    reg_service *s = registry_find(ctx->reg, req->service);
-    if (s != NULL && s->published != NULL) {
-        rpc_reply_buffer(c, s->published);
+    const snap_service *snap = registry_snapshot(ctx->reg, canon);
+    if (snap != NULL && snap->packed != NULL) {
+        rpc_reply_buffer(c, snap->packed);
         return;
     }
+    /* What Watch would send first for a name nobody registered: version 1. */
     Lookaside__V1__ServerList sl = LOOKASIDE__V1__SERVER_LIST__INIT;
-    sl.service = req->service;
+    sl.service = canon;
+    sl.version = 1;
     sl.state = LOOKASIDE__V1__LIST_STATE__LIST_STATE_UNKNOWN_SERVICE;
     sl.generated_at_unix_ms = clock_wall_ms();
     sl.valid_for_ms = registry_cfg(ctx->reg)->valid_for_ms;

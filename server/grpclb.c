@@ -138,13 +138,12 @@ static void install_drop_list(lb_group *g)
     group_install(g, &resp);
 }
 
-/* Rebuilds the group's list from the service's published state. */
-static void group_rebuild(lb_group *g)
+/* Rebuilds the group's list from the service's snapshot. */
+static void group_rebuild(lb_group *g, const snap_service *s)
 {
-    reg_service *s = g->sub.svc;
-    if (s == NULL || (!s->known && !s->persisted && s->n == 0))
+    if (s == NULL || !s->known)
         return;   /* never seen: send nothing, the stream waits */
-    size_t serving = registry_serving(s);
+    size_t serving = s->serving;
     if (serving == 0) {
         install_drop_list(g);
         return;
@@ -158,16 +157,16 @@ static void group_rebuild(lb_group *g)
         goto oom;
     size_t k = 0;
     for (size_t i = 0; i < s->n && k < serving; i++) {
-        reg_backend *b = s->b[i];
-        if (b->published_weight == 0)
+        const snap_backend *b = &s->b[i];
+        if (b->weight == 0)
             continue;
-        weights[k] = b->published_weight;
+        weights[k] = b->weight;
         Grpc__Lb__V1__Server *e = &srv[k];
         grpc__lb__v1__server__init(e);
         e->ip_address.len = b->addr.family == AF_INET6 ? 16 : 4;
-        e->ip_address.data = b->addr.ip;
+        e->ip_address.data = (uint8_t *)b->addr.ip;
         e->port = b->addr.port;
-        e->load_balance_token = b->token;
+        e->load_balance_token = (char *)b->token;
         k++;
     }
     /* Every serving backend needs at least one entry: past the cap the list
@@ -227,11 +226,10 @@ static void stream_push(lb_stream *st)
         st->sent_version = g->version;
 }
 
-static void group_on_publish(reg_sub *sub, reg_service *s)
+static void group_on_publish(reg_sub *sub, const snap_service *s)
 {
-    (void)s;
     lb_group *g = (lb_group *)sub;
-    group_rebuild(g);
+    group_rebuild(g, s);
     /* Sends never end a call synchronously, so the list stays intact. */
     for (lb_stream *st = g->streams; st; st = st->next)
         stream_push(st);
@@ -257,7 +255,7 @@ static lookaside_status group_join(server_ctx *ctx, const char *name, lb_stream 
         size_t h = group_bucket(g->key);
         g->hnext = g_groups[h];
         g_groups[h] = g;
-        group_rebuild(g);
+        group_rebuild(g, registry_sub_snapshot(ctx->reg, &g->sub));
     }
     st->g = g;
     st->prev = NULL;
@@ -326,11 +324,13 @@ static void on_initial_request(rpc_call *c, lb_stream *st,
     server_ctx *ctx = rpc_method_ctx(c);
     char name[256];
     if (req == NULL || !service_of(req->name, name, sizeof name)) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+        rpc_fail(c, LOOKASIDE_EINVAL,
                    "initial_request.name: want a service name, optionally with \":port\" "
                    "(1-253 bytes of letters, digits, '-', '_', '.')");
         return;
     }
+    if (!rpc_authorize(c, AUTH_PERM_WATCH, name))   /* server/auth.h: watch:SERVICE */
+        return;
     st->initialized = true;
     Google__Protobuf__Duration interval = GOOGLE__PROTOBUF__DURATION__INIT;
     interval.seconds = ctx->grpclb_stats_ms / 1000;
@@ -346,8 +346,7 @@ static void on_initial_request(rpc_call *c, lb_stream *st,
         return;   /* the call is over; on_close cleans up */
     lookaside_status js = group_join(ctx, name, st);
     if (js != LOOKASIDE_OK) {
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s",
-                   js == LOOKASIDE_ELIMIT ? "too many services" : "out of memory");
+        rpc_fail(c, js, "%s", js == LOOKASIDE_ELIMIT ? "too many services" : "out of memory");
         return;
     }
     log_debug("grpclb", "%s from %s: serving %s", req->name, rpc_peer(c), name);
@@ -380,17 +379,11 @@ static const char *stats_invalid(const Grpc__Lb__V1__ClientStats *cs)
     return NULL;
 }
 
-/* Caps d so total + d cannot overflow (totals saturate at INT64_MAX). */
-static int64_t headroom(int64_t total, int64_t d)
-{
-    return d > INT64_MAX - total ? INT64_MAX - total : d;
-}
-
 static void on_client_stats(rpc_call *c, lb_stream *st, const Grpc__Lb__V1__ClientStats *cs)
 {
     const char *bad = cs ? stats_invalid(cs) : "client_stats";
     if (bad) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+        rpc_fail(c, LOOKASIDE_EINVAL,
                    "%s: counts must be 0..2^40, tokens under 50 bytes", bad);
         return;
     }
@@ -398,21 +391,19 @@ static void on_client_stats(rpc_call *c, lb_stream *st, const Grpc__Lb__V1__Clie
     if (s == NULL)
         return;
     grpclb_totals d = {
-        .started = headroom(s->lb.started, cs->num_calls_started),
-        .finished = headroom(s->lb.finished, cs->num_calls_finished),
-        .failed_to_send =
-            headroom(s->lb.failed_to_send, cs->num_calls_finished_with_client_failed_to_send),
-        .known_received =
-            headroom(s->lb.known_received, cs->num_calls_finished_known_received),
+        .started = cs->num_calls_started,
+        .finished = cs->num_calls_finished,
+        .failed_to_send = cs->num_calls_finished_with_client_failed_to_send,
+        .known_received = cs->num_calls_finished_known_received,
     };
     /* Drops are reported per drop-entry token. Ours never name a backend,
      * so they are summed into the service total without a per-backend token
-     * lookup (which would cost tokens x backends per message). */
-    for (size_t i = 0; i < cs->n_calls_finished_with_drop; i++) {
-        int64_t n = cs->calls_finished_with_drop[i]->num_calls;
-        d.dropped += headroom(s->lb.dropped + d.dropped, n);
-    }
-    registry_add_grpclb_stats(s, NULL, &d);
+     * lookup (which would cost tokens x backends per message). Each count is
+     * at most 2^40 and there are at most 1000: no overflow. */
+    for (size_t i = 0; i < cs->n_calls_finished_with_drop; i++)
+        d.dropped += cs->calls_finished_with_drop[i]->num_calls;
+    server_ctx *ctx = rpc_method_ctx(c);
+    registry_add_grpclb_stats(ctx->reg, s, NULL, &d);
 }
 
 /* ------------------------------------------------------------------- method */
@@ -422,7 +413,7 @@ static void lb_start(rpc_call *c, const ProtobufCMessage *m)
     (void)m;
     lb_stream *st = calloc(1, sizeof *st);
     if (st == NULL) {
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        rpc_fail(c, LOOKASIDE_ENOMEM, "out of memory");
         return;
     }
     st->call = c;
@@ -438,7 +429,7 @@ static void lb_message(rpc_call *c, const ProtobufCMessage *m)
         /* Half-close: the client sends nothing more but may keep listening
          * (a tool that writes one request, then reads the stream). */
         if (!st->initialized)
-            rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+            rpc_fail(c, LOOKASIDE_EINVAL,
                        "stream closed before an initial_request");
         return;
     }
@@ -446,14 +437,14 @@ static void lb_message(rpc_call *c, const ProtobufCMessage *m)
     switch (r->load_balance_request_type_case) {
     case GRPC__LB__V1__LOAD_BALANCE_REQUEST__LOAD_BALANCE_REQUEST_TYPE_INITIAL_REQUEST:
         if (st->initialized) {
-            rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "initial_request sent twice");
+            rpc_fail(c, LOOKASIDE_EINVAL, "initial_request sent twice");
             return;
         }
         on_initial_request(c, st, r->initial_request);
         return;
     case GRPC__LB__V1__LOAD_BALANCE_REQUEST__LOAD_BALANCE_REQUEST_TYPE_CLIENT_STATS:
         if (!st->initialized) {
-            rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+            rpc_fail(c, LOOKASIDE_EINVAL,
                        "the first message must be an initial_request, got client_stats");
             return;
         }
@@ -461,7 +452,7 @@ static void lb_message(rpc_call *c, const ProtobufCMessage *m)
         return;
     default:
         if (!st->initialized) {
-            rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+            rpc_fail(c, LOOKASIDE_EINVAL,
                        "the first message must be an initial_request");
             return;
         }

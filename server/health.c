@@ -1,7 +1,8 @@
 /* grpc.health.v1.Health: Check and Watch, overall ("") and per service.
  * A service is SERVING when its published list has a backend with weight >
- * 0, NOT_SERVING when it is known but has none. The server as a whole is
- * SERVING until shutdown begins. */
+ * 0, NOT_SERVING when it is known but has none (also while empty within its
+ * retention), unknown otherwise (Check: NOT_FOUND). The server as a whole
+ * is SERVING until shutdown begins. Reads snapshots only. */
 #include <stdlib.h>
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -9,17 +10,17 @@
 
 typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus hstatus;
 
-static hstatus service_status(server_ctx *ctx, const reg_service *s)
+/* overall: the server itself; else snap is the service (NULL: unknown). */
+static hstatus service_status(server_ctx *ctx, bool overall, const snap_service *snap)
 {
     if (ctx->shutting_down)
         return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    if (s == NULL)
+    if (overall)
         return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-    if (!s->known && s->n == 0)
+    if (snap == NULL || !snap->known)
         return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-    return registry_serving(s) > 0
-               ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    return snap->serving > 0 ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                             : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 }
 
 static void check_start(rpc_call *c, const ProtobufCMessage *m)
@@ -28,14 +29,15 @@ static void check_start(rpc_call *c, const ProtobufCMessage *m)
     const Grpc__Health__V1__HealthCheckRequest *req = (const Grpc__Health__V1__HealthCheckRequest *)m;
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     if (req->service[0] == '\0') {
-        resp.status = service_status(ctx, NULL);
+        resp.status = service_status(ctx, true, NULL);
     } else {
-        reg_service *s = name_valid(req->service) ? registry_find(ctx->reg, req->service) : NULL;
-        if (s == NULL || (!s->known && s->n == 0)) {
-            rpc_finish(c, GRPC_STATUS_NOT_FOUND, "unknown service");
+        const snap_service *snap =
+            name_valid(req->service) ? registry_snapshot(ctx->reg, req->service) : NULL;
+        if (snap == NULL || !snap->known) {
+            rpc_fail(c, LOOKASIDE_ENOTFOUND, "unknown service");
             return;
         }
-        resp.status = service_status(ctx, s);
+        resp.status = service_status(ctx, false, snap);
     }
     rpc_reply(c, &resp.base);
 }
@@ -50,7 +52,7 @@ typedef struct hwatch {
 static void hwatch_push(hwatch *h)
 {
     server_ctx *ctx = rpc_method_ctx(h->call);
-    hstatus st = service_status(ctx, h->overall ? NULL : h->sub.svc);
+    hstatus st = service_status(ctx, h->overall, registry_sub_snapshot(ctx->reg, &h->sub));
     if ((int)st == h->sent || rpc_send_in_flight(h->call))
         return;
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
@@ -59,7 +61,7 @@ static void hwatch_push(hwatch *h)
         h->sent = (int)st;
 }
 
-static void hwatch_on_publish(reg_sub *sub, reg_service *s)
+static void hwatch_on_publish(reg_sub *sub, const snap_service *s)
 {
     (void)s;
     hwatch_push((hwatch *)sub);
@@ -70,21 +72,23 @@ static void watch_start(rpc_call *c, const ProtobufCMessage *m)
     server_ctx *ctx = rpc_method_ctx(c);
     const Grpc__Health__V1__HealthCheckRequest *req = (const Grpc__Health__V1__HealthCheckRequest *)m;
     if (req->service[0] != '\0' && !name_valid(req->service)) {
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "service: not a valid service name");
+        rpc_fail(c, LOOKASIDE_EINVAL, "service: not a valid service name");
         return;
     }
     hwatch *h = calloc(1, sizeof *h);
     if (h == NULL) {
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        rpc_fail(c, LOOKASIDE_ENOMEM, "out of memory");
         return;
     }
     h->call = c;
     h->sent = -1;
     h->overall = req->service[0] == '\0';
     h->sub.on_publish = hwatch_on_publish;
-    if (!h->overall && registry_subscribe(ctx->reg, req->service, &h->sub) != LOOKASIDE_OK) {
+    lookaside_status st =
+        h->overall ? LOOKASIDE_OK : registry_subscribe(ctx->reg, req->service, &h->sub);
+    if (st != LOOKASIDE_OK) {
         free(h);
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many services");
+        rpc_fail(c, st, "too many services being watched");
         return;
     }
     rpc_set_user(c, h);

@@ -1,19 +1,16 @@
 #include "registry.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "pbio.h"
+#include "registry_snap.h"
 
 #define NBUCKETS 4096
-/* Versions restart above the stored value by this gap: publishes between
- * the last flush and a crash were never stored, and a client must never see
- * a version go backwards. Flushes happen every flush_ms (~100 ms), so far
- * fewer than this many versions can be lost. */
-#define VERSION_GAP 100000
 
 struct registry {
     loop *l;
@@ -21,14 +18,24 @@ struct registry {
     registry_config cfg;
     reg_service *buckets[NBUCKETS];
     reg_service *head, *tail;
-    size_t n_services;
+    size_t n_known;    /* services with a slot (known) */
+    size_t n_phantom;  /* only watched */
     uint64_t publish_timer;
-    uint64_t sweep_timer, weights_timer, flush_timer;
+    uint64_t sweep_timer, weights_timer, flush_timer, heartbeat_timer, durable_timer;
     weights_backend *scratch;
     size_t scratch_cap;
+    reg_owner *waiters;        /* registry_await_durable */
+    pthread_mutex_t catalog_mu;   /* guards catalog (the pointer and its swap) */
+    snap_catalog *catalog;
+    uint64_t catalog_seq;
+    bool catalog_dirty;
+    int64_t started_mono_ms;
     bool destroying;
     bool stopping;     /* shutting down: keep stored rows for the restart */
 };
+
+static int64_t now_mono(const registry *r) { return r->cfg.mono_ms(); }
+static int64_t now_wall(const registry *r) { return r->cfg.wall_ms(); }
 
 void registry_config_default(registry_config *c)
 {
@@ -41,6 +48,13 @@ void registry_config_default(registry_config *c)
     c->weight_period_ms = 1000;
     c->flush_ms = 100;
     c->valid_for_ms = 30000;
+    c->heartbeat_ms = 0;
+    c->restore_grace_ms = 10000;
+    c->service_retention_ms = 24LL * 3600 * 1000;
+    c->preserve_window_ms = 10000;
+    c->durable_delay_ms = 5;
+    c->mono_ms = clock_mono_ms;
+    c->wall_ms = clock_wall_ms;
     weights_config_default(&c->wcfg);
     c->policy = &weights_policy_a58;
 }
@@ -60,7 +74,7 @@ static void storage_warn(registry *r, const char *what, lookaside_status st)
     /* The in-memory state stays authoritative; a failing disk must not take
      * the balancer down. Rate-limit: one line per second at most. */
     static int64_t last;
-    int64_t now = clock_mono_ms();
+    int64_t now = now_mono(r);
     if (now - last >= 1000) {
         last = now;
         log_warn("registry", "storage %s failed: %s (%s)", what, lookaside_status_str(st),
@@ -70,24 +84,86 @@ static void storage_warn(registry *r, const char *what, lookaside_status st)
 
 /* ------------------------------------------------------------ services */
 
-reg_service *registry_find(registry *r, const char *name)
+bool registry_canon_name(const char *name, char out[254])
 {
-    for (reg_service *s = r->buckets[name_hash(name)]; s; s = s->hnext)
-        if (strcmp(s->name, name) == 0)
+    if (name == NULL || !name_valid(name))
+        return false;
+    size_t i = 0;
+    for (; name[i] && i < 253; i++)
+        out[i] = (char)tolower((unsigned char)name[i]);
+    out[i] = '\0';
+    return true;
+}
+
+static reg_service *find_canon(registry *r, const char *canon)
+{
+    for (reg_service *s = r->buckets[name_hash(canon)]; s; s = s->hnext)
+        if (strcmp(s->name, canon) == 0)
             return s;
     return NULL;
 }
 
-static reg_service *svc_create(registry *r, const char *name)
+reg_service *registry_find(registry *r, const char *name)
 {
-    if (r->n_services >= r->cfg.max_services)
+    char canon[254];
+    return registry_canon_name(name, canon) ? find_canon(r, canon) : NULL;
+}
+
+static void svc_free(registry *r, reg_service *s);
+static void mark_dirty(registry *r, reg_service *s);
+
+/* The known service that has been empty and unwatched longest, or NULL. */
+static reg_service *oldest_idle(registry *r)
+{
+    reg_service *best = NULL;
+    for (reg_service *s = r->head; s; s = s->lnext)
+        if (s->known && s->n == 0 && s->n_subs == 0 &&
+            (best == NULL || s->empty_since_mono_ms < best->empty_since_mono_ms))
+            best = s;
+    return best;
+}
+
+/* Forgets an empty, unwatched known service: memory and stored row. */
+static void svc_forget(registry *r, reg_service *s, const char *why)
+{
+    log_info("registry", "%s: forgotten (%s)", s->name, why);
+    lookaside_status st = storage_delete_service(r->st, s->name);
+    if (st != LOOKASIDE_OK)
+        storage_warn(r, "delete_service", st);
+    svc_free(r, s);
+}
+
+/* Gives s a service slot (it becomes known). False when every slot is taken
+ * by a service with backends or watchers. */
+static bool svc_make_known(registry *r, reg_service *s)
+{
+    if (s->known)
+        return true;
+    if (r->n_known >= r->cfg.max_services) {
+        reg_service *idle = oldest_idle(r);
+        if (idle == NULL || idle == s)
+            return false;
+        svc_forget(r, idle, "its slot was needed");
+    }
+    s->known = true;
+    r->n_known++;
+    r->n_phantom--;
+    mark_dirty(r, s);
+    return true;
+}
+
+/* A new phantom service (canonical name). NULL when phantoms are at their
+ * cap (max_services) or out of memory. */
+static reg_service *svc_create(registry *r, const char *canon)
+{
+    if (r->n_phantom >= r->cfg.max_services)
         return NULL;
     reg_service *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->name, sizeof s->name, "%s", canon);
     s->list_state = LOOKASIDE__V1__LIST_STATE__LIST_STATE_UNKNOWN_SERVICE;
-    uint32_t h = name_hash(name);
+    uint32_t h = name_hash(canon);
     s->hnext = r->buckets[h];
     r->buckets[h] = s;
     s->lprev = r->tail;
@@ -96,7 +172,30 @@ static reg_service *svc_create(registry *r, const char *name)
     else
         r->head = s;
     r->tail = s;
-    r->n_services++;
+    r->n_phantom++;
+    return s;
+}
+
+/* Finds or creates name's service with a slot; NULL with msg set when the
+ * name is invalid or no slot is free. */
+static reg_service *svc_obtain_known(registry *r, const char *name, char *msg, size_t msglen)
+{
+    char canon[254];
+    if (!registry_canon_name(name, canon)) {
+        snprintf(msg, msglen, "not a valid service name");
+        return NULL;
+    }
+    reg_service *s = find_canon(r, canon);
+    if (s == NULL && (s = svc_create(r, canon)) == NULL) {
+        snprintf(msg, msglen, "out of memory or too many services");
+        return NULL;
+    }
+    if (!svc_make_known(r, s)) {
+        if (s->n_subs == 0)
+            svc_free(r, s);
+        snprintf(msg, msglen, "too many services (limit %u)", r->cfg.max_services);
+        return NULL;
+    }
     return s;
 }
 
@@ -105,8 +204,15 @@ reg_service *registry_next(reg_service *s) { return s->lnext; }
 
 static void schedule_publish(registry *r);
 
+static void mark_stale(registry *r, reg_service *s)
+{
+    s->snap_stale = true;
+    (void)r;
+}
+
 static void mark_dirty(registry *r, reg_service *s)
 {
+    s->snap_stale = true;
     if (!s->dirty) {
         s->dirty = true;
         schedule_publish(r);
@@ -159,6 +265,14 @@ int registry_backend_state(const reg_backend *b)
     return LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING;
 }
 
+static void persist_service(registry *r, reg_service *s)
+{
+    lookaside_status st = storage_put_service(r->st, s->name, s->version);
+    if (st != LOOKASIDE_OK)
+        storage_warn(r, "put_service", st);
+    s->persisted = true;
+}
+
 static void persist_backend(registry *r, reg_backend *b)
 {
     storage_backend sb;
@@ -176,14 +290,20 @@ static void persist_backend(registry *r, reg_backend *b)
     lookaside_status st = storage_put_backend(r->st, &sb);
     if (st != LOOKASIDE_OK)
         storage_warn(r, "put_backend", st);
-    if (!b->svc->persisted) {
-        b->svc->persisted = true;
-        st = storage_put_service(r->st, b->svc->name, b->svc->version);
-        if (st != LOOKASIDE_OK)
-            storage_warn(r, "put_service", st);
-    }
+    if (!b->svc->persisted)
+        persist_service(r, b->svc);
 }
 
+static void util_free(reg_backend *b)
+{
+    for (size_t k = 0; k < b->n_util; k++)
+        free(b->util[k].key);
+    free(b->util);
+    b->util = NULL;
+    b->n_util = 0;
+}
+
+/* Adds (or finds) a backend of a known service. */
 static reg_backend *backend_add(registry *r, reg_service *s, const la_addr *addr)
 {
     char text[LA_ADDR_STRLEN];
@@ -213,13 +333,14 @@ static reg_backend *backend_add(registry *r, reg_service *s, const la_addr *addr
     char hex[17];
     hash_hex64(key, (size_t)kn, hex);
     snprintf(b->token, sizeof b->token, "b%.15s", hex);   /* stable, printable, 16 bytes */
-    b->first_seen_wall_ms = clock_wall_ms();
-    b->since_mono_ms = clock_mono_ms();
+    b->first_seen_wall_ms = now_wall(r);
+    b->since_mono_ms = now_mono(r);
+    b->last_load_mono_ms = -1;
     b->w.in.ramp_start_ms = b->since_mono_ms;
     memmove(&s->b[pos + 1], &s->b[pos], (s->n - pos) * sizeof *s->b);
     s->b[pos] = b;
     s->n++;
-    s->known = true;
+    s->empty_since_mono_ms = 0;
     mark_dirty(r, s);
     return b;
 }
@@ -238,25 +359,86 @@ static void backend_remove(registry *r, reg_backend *b, bool forget)
         if (st != LOOKASIDE_OK)
             storage_warn(r, "delete_backend", st);
     }
+    if (s->n == 0)
+        s->empty_since_mono_ms = now_mono(r);
     mark_dirty(r, s);
+    util_free(b);
     free(b);
 }
 
-/* Drops a backend a stream owns: tells the owner, then removes it unless DNS
- * still lists it. */
-static void backend_drop(registry *r, reg_backend *b, grpc_status_code code, const char *why)
+/* Self-preservation: may one more backend of s go through an unclean loss
+ * now? At most half (rounded up, at least one) of the backends listed when
+ * the window began, per window. */
+static bool loss_allowed(registry *r, reg_service *s, int64_t now)
 {
-    reg_owner *o = b->owner;
+    if (s->loss_window_ms == 0 || now - s->loss_window_ms >= r->cfg.preserve_window_ms) {
+        s->loss_window_ms = now;
+        s->loss_base = s->n;
+        s->losses = 0;
+    }
+    size_t budget = (s->loss_base + 1) / 2;
+    if (budget < 1)
+        budget = 1;
+    if (s->losses >= budget)
+        return false;
+    s->losses++;
+    return true;
+}
+
+static void owner_unwait(registry *r, reg_owner *o)
+{
+    if (o == NULL || !o->waiting)
+        return;
+    if (o->wprev)
+        o->wprev->wnext = o->wnext;
+    else
+        r->waiters = o->wnext;
+    if (o->wnext)
+        o->wnext->wprev = o->wprev;
+    o->wprev = o->wnext = NULL;
+    o->waiting = false;
+}
+
+/* A backend's stream is gone (the owner already knows or was told). clean:
+ * it leaves at once; else an unclean loss that self-preservation may hold. */
+static void backend_gone(registry *r, reg_backend *b, bool clean)
+{
+    owner_unwait(r, b->owner);
     b->owner = NULL;
     b->reported = false;
-    if (o)
-        o->dropped(o, code, why);
-    if (b->in_dns && !r->destroying && !r->stopping) {
+    if (r->destroying || r->stopping) {
+        backend_remove(r, b, false);   /* keep the row: a restart restores it */
+        return;
+    }
+    if (b->in_dns) {
         mark_dirty(r, b->svc);
         persist_backend(r, b);
-    } else {
-        backend_remove(r, b, !r->destroying && !r->stopping);
+        return;
     }
+    int64_t now = now_mono(r);
+    if (clean || b->draining || loss_allowed(r, b->svc, now)) {
+        backend_remove(r, b, true);
+        return;
+    }
+    log_warn("registry", "%s %s: self-preservation: kept as RESTORED (more than half of the "
+             "service's backends lost within %lld ms)", b->svc->name, b->address,
+             (long long)r->cfg.preserve_window_ms);
+    b->restored = true;
+    b->since_mono_ms = now;
+    mark_dirty(r, b->svc);
+    persist_backend(r, b);
+}
+
+/* Drops a backend a stream owns: tells the owner, then treats it as gone. */
+static void backend_drop(registry *r, reg_backend *b, grpc_status_code code, const char *why,
+                         bool clean)
+{
+    reg_owner *o = b->owner;
+    owner_unwait(r, o);
+    b->owner = NULL;
+    if (o)
+        o->dropped(o, code, why);
+    backend_gone(r, b, clean);
 }
 
 lookaside_status registry_attach(registry *r, const char *service, const char *address,
@@ -264,7 +446,8 @@ lookaside_status registry_attach(registry *r, const char *service, const char *a
                                  char *msg, size_t msglen)
 {
     la_addr addr;
-    if (!name_valid(service)) {
+    char canon[254];
+    if (!registry_canon_name(service, canon)) {
         snprintf(msg, msglen, "register.service: not a valid service name (1-253 bytes of "
                               "letters, digits, '-', '_', '.')");
         return LOOKASIDE_EINVAL;
@@ -277,59 +460,123 @@ lookaside_status registry_attach(registry *r, const char *service, const char *a
         snprintf(msg, msglen, "register.zone: at most 63 bytes of letters, digits, '-', '_', '.'");
         return LOOKASIDE_EINVAL;
     }
-    reg_service *s = registry_find(r, service);
-    if (s == NULL && (s = svc_create(r, service)) == NULL) {
-        snprintf(msg, msglen, "too many services (limit %u)", r->cfg.max_services);
+    reg_service *s = svc_obtain_known(r, canon, msg, msglen);
+    if (s == NULL)
         return LOOKASIDE_ELIMIT;
-    }
     reg_backend *b = backend_add(r, s, &addr);
     if (b == NULL) {
-        snprintf(msg, msglen, "service %s has the maximum of %u backends", service,
+        snprintf(msg, msglen, "service %s has the maximum of %u backends", s->name,
                  r->cfg.max_backends);
         return LOOKASIDE_ELIMIT;
     }
+    if (b->owner && b->owner != owner &&
+        strcmp(b->owner->identity ? b->owner->identity : "",
+               owner->identity ? owner->identity : "") != 0) {
+        /* No hijack: the live registration stays as it is. */
+        snprintf(msg, msglen, "register.address: %s is held by a live stream of another identity",
+                 b->address);
+        return LOOKASIDE_EPERM;
+    }
     if (b->owner && b->owner != owner) {
         reg_owner *old = b->owner;
+        owner_unwait(r, old);
         b->owner = NULL;
-        log_info("registry", "%s %s: a new stream replaces the old one", service, b->address);
+        log_info("registry", "%s %s: a new stream replaces the old one", s->name, b->address);
         old->dropped(old, GRPC_STATUS_ABORTED, "replaced by a newer stream for the same address");
     }
     bool was_serving = b->reported || b->in_dns;
     b->owner = owner;
     b->reported = true;
+    if (b->restored)
+        mark_dirty(r, s);
     b->restored = false;
     if (b->draining || strcmp(b->zone, zone) != 0 || !was_serving)
         mark_dirty(r, s);
     b->draining = false;
     snprintf(b->zone, sizeof b->zone, "%s", zone);
-    b->last_report_mono_ms = clock_mono_ms();
-    b->last_report_wall_ms = clock_wall_ms();
+    b->last_report_mono_ms = now_mono(r);
+    b->last_report_wall_ms = now_wall(r);
     persist_backend(r, b);
     *out = b;
     return LOOKASIDE_OK;
 }
 
-void registry_detach(registry *r, reg_backend *b)
+void registry_detach(registry *r, reg_backend *b, bool clean)
 {
     if (b == NULL)
         return;
-    b->owner = NULL;
-    backend_drop(r, b, GRPC_STATUS_OK, NULL);
+    backend_gone(r, b, clean);
+}
+
+static void on_durable_timer(loop *l, void *arg);
+
+void registry_await_durable(registry *r, reg_owner *owner)
+{
+    if (owner->waiting)
+        return;
+    owner->waiting = true;
+    owner->wprev = NULL;
+    owner->wnext = r->waiters;
+    if (r->waiters)
+        r->waiters->wprev = owner;
+    r->waiters = owner;
+    if (r->durable_timer == 0)
+        r->durable_timer =
+            loop_timer_add(r->l, now_mono(r) + r->cfg.durable_delay_ms, on_durable_timer, r);
+}
+
+/* Commits pending writes; on success tells every waiting owner. */
+static void flush_now(registry *r)
+{
+    if (storage_pending(r->st) > 0) {
+        lookaside_status st = storage_flush(r->st);
+        if (st != LOOKASIDE_OK) {
+            storage_warn(r, "flush", st);
+            return;   /* waiters wait for the next flush that works */
+        }
+    }
+    while (r->waiters) {
+        reg_owner *o = r->waiters;
+        owner_unwait(r, o);
+        if (o->durable)
+            o->durable(o);
+    }
+}
+
+static void on_durable_timer(loop *l, void *arg)
+{
+    (void)l;
+    registry *r = arg;
+    r->durable_timer = 0;
+    flush_now(r);
 }
 
 void registry_touch(registry *r, reg_backend *b)
 {
-    (void)r;
-    b->last_report_mono_ms = clock_mono_ms();
-    b->last_report_wall_ms = clock_wall_ms();
+    b->last_report_mono_ms = now_mono(r);
+    b->last_report_wall_ms = now_wall(r);
 }
 
-void registry_report(registry *r, reg_backend *b, const storage_load *load)
+void registry_report(registry *r, reg_backend *b, const storage_load *load,
+                     const snap_util *util, size_t n_util)
 {
     registry_touch(r, b);
     b->load = *load;
     b->load.at_ms = b->last_report_wall_ms;
     b->has_load = true;
+    b->last_load_mono_ms = b->last_report_mono_ms;
+    util_free(b);
+    if (n_util > SNAP_UTIL_MAX)
+        n_util = SNAP_UTIL_MAX;
+    if (n_util > 0 && (b->util = calloc(n_util, sizeof *b->util)) != NULL) {
+        for (size_t k = 0; k < n_util; k++) {
+            if ((b->util[k].key = strdup(util[k].key)) == NULL)
+                break;
+            b->util[k].value = util[k].value;
+            b->n_util = k + 1;
+        }
+    }
+    mark_stale(r, b->svc);
     lookaside_status st = storage_put_load(r->st, b->svc->name, b->address, &b->load);
     if (st != LOOKASIDE_OK)
         storage_warn(r, "put_load", st);
@@ -356,12 +603,12 @@ void registry_set_override(registry *r, reg_backend *b, uint32_t weight)
 
 void registry_dns_update(registry *r, const char *service, const la_addr *addrs, size_t n)
 {
-    reg_service *s = registry_find(r, service);
-    if (s == NULL && (s = svc_create(r, service)) == NULL) {
-        log_warn("registry", "dns: too many services, ignoring %s", service);
+    char msg[120];
+    reg_service *s = svc_obtain_known(r, service, msg, sizeof msg);
+    if (s == NULL) {
+        log_warn("registry", "dns: ignoring %s: %s", service, msg);
         return;
     }
-    s->known = true;
     /* Mark what the answer holds, then sweep the unmarked: linear in both. */
     for (size_t i = 0; i < s->n; i++)
         s->b[i]->dns_mark = false;
@@ -372,10 +619,10 @@ void registry_dns_update(registry *r, const char *service, const la_addr *addrs,
         if (b == NULL) {
             b = backend_add(r, s, &addrs[i]);
             if (b == NULL) {
-                log_warn("registry", "dns: %s is full, ignoring %s", service, text);
+                log_warn("registry", "dns: %s is full, ignoring %s", s->name, text);
                 continue;
             }
-            log_info("registry", "dns: %s + %s", service, text);
+            log_info("registry", "dns: %s + %s", s->name, text);
         }
         b->dns_mark = true;
         if (!b->in_dns || b->restored) {
@@ -391,7 +638,7 @@ void registry_dns_update(registry *r, const char *service, const la_addr *addrs,
         if (b->dns_mark || !b->in_dns)
             continue;
         b->in_dns = false;
-        log_info("registry", "dns: %s - %s", service, b->address);
+        log_info("registry", "dns: %s - %s", s->name, b->address);
         if (b->reported) {
             mark_dirty(r, s);
             persist_backend(r, b);
@@ -436,6 +683,7 @@ static void compute(registry *r, reg_service *s, int64_t now)
             s->b[i]->w.in.ramp_start_ms = 0;
     }
     s->last_compute_ms = now;
+    s->snap_stale = true;
 }
 
 static bool weights_moved(registry *r, reg_service *s)
@@ -455,77 +703,139 @@ static bool weights_moved(registry *r, reg_service *s)
     return moved;
 }
 
+/* ------------------------------------------------------------- snapshots */
+
+/* Replaces s's snapshot by one built now. packed is taken; NULL shares the
+ * current snapshot's list (the version did not change). */
+static bool snap_swap(registry *r, reg_service *s, grpc_byte_buffer *packed)
+{
+    if (packed == NULL && s->snap != NULL && s->snap->packed != NULL &&
+        (packed = grpc_byte_buffer_copy(s->snap->packed)) == NULL)   /* shares the slices */
+        return false;
+    snap_service *n = regsnap_build(s, &r->cfg, packed, ++s->snap_seq, now_mono(r));
+    if (n == NULL) {
+        log_error("registry", "%s: out of memory building a snapshot", s->name);
+        return false;
+    }
+    snap_service_unref(s->snap);
+    s->snap = n;
+    s->snap_stale = false;
+    r->catalog_dirty = true;
+    return true;
+}
+
+static void publish(registry *r, reg_service *s);
+
+static void refresh_snapshot(registry *r, reg_service *s)
+{
+    if (s->snap == NULL)
+        publish(r, s);
+    else if (s->snap_stale)
+        snap_swap(r, s, NULL);
+}
+
+/* Publishes the catalog if any snapshot changed since the last one. */
+static void catalog_refresh(registry *r)
+{
+    if (!r->catalog_dirty)
+        return;
+    size_t n = 0;
+    for (reg_service *s = r->head; s; s = s->lnext)
+        if (s->snap)
+            n++;
+    snap_service **v = malloc((n ? n : 1) * sizeof *v);
+    if (v == NULL)
+        return;
+    size_t k = 0;
+    for (reg_service *s = r->head; s; s = s->lnext)
+        if (s->snap)
+            v[k++] = s->snap;
+    snap_catalog *c = snap_catalog_build(v, k, ++r->catalog_seq);
+    free(v);
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&r->catalog_mu);
+    snap_catalog *old = r->catalog;
+    r->catalog = c;
+    pthread_mutex_unlock(&r->catalog_mu);
+    snap_catalog_release(old);
+    r->catalog_dirty = false;
+}
+
+snap_catalog *registry_catalog_acquire(registry *r)
+{
+    pthread_mutex_lock(&r->catalog_mu);
+    snap_catalog *c = snap_catalog_ref(r->catalog);
+    pthread_mutex_unlock(&r->catalog_mu);
+    return c;
+}
+
+const snap_service *registry_snapshot(registry *r, const char *name)
+{
+    reg_service *s = registry_find(r, name);
+    if (s == NULL)
+        return NULL;
+    refresh_snapshot(r, s);
+    return s->snap;
+}
+
+const snap_service *registry_sub_snapshot(registry *r, const reg_sub *sub)
+{
+    (void)r;
+    return sub->svc ? sub->svc->snap : NULL;
+}
+
 /* ------------------------------------------------------------- publishing */
+
+/* Never repeats for a name: see registry.h. */
+static uint64_t next_version(registry *r, const reg_service *s)
+{
+    uint64_t v = s->version + 1;
+    int64_t w = now_wall(r);
+    uint64_t clock_v = w > 0 ? (uint64_t)w * 1000u : 0;
+    return clock_v > v ? clock_v : v;
+}
 
 static void publish(registry *r, reg_service *s)
 {
-    int64_t now = clock_mono_ms();
+    int64_t now = now_mono(r);
     compute(r, s, now);
     s->dirty = false;
-    s->version++;
     bool any_restored = false;
-    Lookaside__V1__ServerList sl = LOOKASIDE__V1__SERVER_LIST__INIT;
-    Lookaside__V1__Backend *items = calloc(s->n + 1, sizeof *items);
-    Lookaside__V1__Backend **ptrs = calloc(s->n + 1, sizeof *ptrs);
-    if (items == NULL || ptrs == NULL) {
-        free(items);
-        free(ptrs);
+    for (size_t i = 0; i < s->n; i++) {
+        reg_backend *b = s->b[i];
+        int state = registry_backend_state(b);
+        if (state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED)
+            any_restored = true;
+        b->published_weight =
+            state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING ? 0 : b->w.weight;
+    }
+    if (!s->known) {
+        s->list_state = LOOKASIDE__V1__LIST_STATE__LIST_STATE_UNKNOWN_SERVICE;
+        s->version = 1;
+    } else {
+        s->list_state = any_restored ? LOOKASIDE__V1__LIST_STATE__LIST_STATE_RESTORED
+                                     : LOOKASIDE__V1__LIST_STATE__LIST_STATE_LIVE;
+        s->version = next_version(r, s);
+    }
+    int64_t wall = now_wall(r);
+    grpc_byte_buffer *bb = regsnap_pack_list(s, &r->cfg, wall);
+    if (bb == NULL || !snap_swap(r, s, bb)) {
         log_error("registry", "out of memory publishing %s", s->name);
         return;
     }
-    for (size_t i = 0; i < s->n; i++) {
-        reg_backend *b = s->b[i];
-        Lookaside__V1__Backend *it = &items[i];
-        lookaside__v1__backend__init(it);
-        it->address = b->address;
-        it->weight = b->w.weight;
-        it->zone = b->zone;
-        it->token = b->token;
-        it->state = (Lookaside__V1__BackendState)registry_backend_state(b);
-        it->source = (Lookaside__V1__BackendSource)registry_backend_source(b);
-        if (it->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED)
-            any_restored = true;
-        if (it->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING)
-            it->weight = 0;
-        b->published_weight = it->weight;
-        ptrs[i] = it;
-    }
-    if (!s->known && s->n == 0)
-        s->list_state = LOOKASIDE__V1__LIST_STATE__LIST_STATE_UNKNOWN_SERVICE;
-    else if (any_restored)
-        s->list_state = LOOKASIDE__V1__LIST_STATE__LIST_STATE_RESTORED;
-    else
-        s->list_state = LOOKASIDE__V1__LIST_STATE__LIST_STATE_LIVE;
-    sl.service = s->name;
-    sl.version = s->version;
-    sl.n_backends = s->n;
-    sl.backends = ptrs;
-    sl.generated_at_unix_ms = clock_wall_ms();
-    sl.valid_for_ms = r->cfg.valid_for_ms;
-    sl.state = (Lookaside__V1__ListState)s->list_state;
-    grpc_byte_buffer *bb = pbio_pack(&sl.base);
-    free(items);
-    free(ptrs);
-    if (bb == NULL) {
-        log_error("registry", "out of memory packing %s", s->name);
-        return;
-    }
-    if (s->published)
-        grpc_byte_buffer_destroy(s->published);
-    s->published = bb;
+    s->snap->published_unix_ms = wall;
     s->published_mono_ms = now;
-    if (s->known) {
-        lookaside_status st = storage_put_service(r->st, s->name, s->version);
-        if (st != LOOKASIDE_OK)
-            storage_warn(r, "put_service", st);
-        s->persisted = true;
-    }
+    s->last_sent_mono_ms = now;
+    if (s->known)
+        persist_service(r, s);
     log_debug("registry", "%s: published version %llu (%zu backends)", s->name,
               (unsigned long long)s->version, s->n);
     /* A subscriber may unsubscribe itself from its callback. */
+    const snap_service *snap = s->snap;
     for (reg_sub *sub = s->subs, *next; sub; sub = next) {
         next = sub->next;
-        sub->on_publish(sub, s);
+        sub->on_publish(sub, snap);
     }
 }
 
@@ -534,6 +844,7 @@ void registry_publish_dirty(registry *r)
     for (reg_service *s = r->head; s; s = s->lnext)
         if (s->dirty)
             publish(r, s);
+    catalog_refresh(r);
 }
 
 static void on_publish_timer(loop *l, void *arg)
@@ -548,30 +859,51 @@ static void schedule_publish(registry *r)
 {
     if (r->publish_timer == 0 && !r->destroying && !r->stopping)
         r->publish_timer =
-            loop_timer_add(r->l, clock_mono_ms() + r->cfg.push_delay_ms, on_publish_timer, r);
+            loop_timer_add(r->l, now_mono(r) + r->cfg.push_delay_ms, on_publish_timer, r);
 }
 
-size_t registry_serving(const reg_service *s)
+static int64_t heartbeat_ms(const registry *r)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < s->n; i++)
-        if (s->b[i]->published_weight > 0)
-            n++;
-    return n;
+    return r->cfg.heartbeat_ms > 0 ? r->cfg.heartbeat_ms : r->cfg.valid_for_ms / 3;
+}
+
+/* Quiet services with subscribers get one heartbeat, packed once and shared
+ * by every subscriber that wants it. */
+static void on_heartbeat(loop *l, void *arg)
+{
+    registry *r = arg;
+    int64_t now = now_mono(r), period = heartbeat_ms(r);
+    for (reg_service *s = r->head; s; s = s->lnext) {
+        if (s->subs == NULL || s->snap == NULL || s->dirty || now - s->last_sent_mono_ms < period)
+            continue;
+        grpc_byte_buffer *hb = regsnap_pack_heartbeat(s, &r->cfg, now_wall(r));
+        if (hb == NULL)
+            continue;
+        s->last_sent_mono_ms = now;
+        for (reg_sub *sub = s->subs, *next; sub; sub = next) {
+            next = sub->next;
+            if (sub->on_heartbeat)
+                sub->on_heartbeat(sub, s->snap, hb);
+        }
+        grpc_byte_buffer_destroy(hb);
+    }
+    int64_t tick = period / 4 > 10 ? period / 4 : 10;
+    r->heartbeat_timer = loop_timer_add(l, now + tick, on_heartbeat, r);
 }
 
 /* ------------------------------------------------------------ subscriptions */
 
 lookaside_status registry_subscribe(registry *r, const char *name, reg_sub *sub)
 {
-    reg_service *s = registry_find(r, name);
+    char canon[254];
+    if (!registry_canon_name(name, canon))
+        return LOOKASIDE_EINVAL;
+    reg_service *s = find_canon(r, canon);
     if (s == NULL) {
-        s = svc_create(r, name);
+        s = svc_create(r, canon);
         if (s == NULL)
             return LOOKASIDE_ELIMIT;
     }
-    if (s->published == NULL)
-        publish(r, s);
     sub->svc = s;
     sub->prev = NULL;
     sub->next = s->subs;
@@ -579,6 +911,12 @@ lookaside_status registry_subscribe(registry *r, const char *name, reg_sub *sub)
         s->subs->prev = sub;
     s->subs = sub;
     s->n_subs++;
+    if (s->snap == NULL) {
+        publish(r, s);
+        catalog_refresh(r);
+    } else {
+        mark_stale(r, s);
+    }
     return LOOKASIDE_OK;
 }
 
@@ -597,11 +935,14 @@ static void svc_free(registry *r, reg_service *s)
         s->lnext->lprev = s->lprev;
     else
         r->tail = s->lprev;
-    r->n_services--;
-    if (s->published)
-        grpc_byte_buffer_destroy(s->published);
+    if (s->known)
+        r->n_known--;
+    else
+        r->n_phantom--;
+    snap_service_unref(s->snap);
     free(s->b);
     free(s);
+    r->catalog_dirty = true;
 }
 
 void registry_unsubscribe(registry *r, reg_sub *sub)
@@ -618,29 +959,50 @@ void registry_unsubscribe(registry *r, reg_sub *sub)
     s->n_subs--;
     sub->svc = NULL;
     sub->prev = sub->next = NULL;
-    /* A service only ever watched (never had a backend) goes when its last
-     * watcher does, so hostile Watch names cannot pile up. */
-    if (s->n_subs == 0 && !s->known && s->n == 0 && !s->persisted)
+    mark_stale(r, s);
+    /* A phantom goes with its last watcher, so hostile Watch names cannot
+     * pile up. A known empty service starts its retention now. */
+    if (s->n_subs == 0 && !s->known) {
         svc_free(r, s);
+        catalog_refresh(r);
+    } else if (s->n_subs == 0 && s->n == 0) {
+        s->empty_since_mono_ms = now_mono(r);
+    }
 }
 
-void registry_add_grpclb_stats(reg_service *s, const char *token, const grpclb_totals *d)
+void registry_count_watcher(registry *r, reg_service *s, int delta)
 {
-    s->lb.started += d->started;
-    s->lb.finished += d->finished;
-    s->lb.failed_to_send += d->failed_to_send;
-    s->lb.known_received += d->known_received;
-    s->lb.dropped += d->dropped;
+    if (s == NULL)
+        return;
+    if (delta < 0 && s->n_watchers > 0)
+        s->n_watchers--;
+    else if (delta > 0)
+        s->n_watchers++;
+    mark_stale(r, s);
+}
+
+static void totals_add(grpclb_totals *t, const grpclb_totals *d)
+{
+    int64_t *tv[] = {&t->started, &t->finished, &t->failed_to_send, &t->known_received,
+                     &t->dropped};
+    const int64_t dv[] = {d->started, d->finished, d->failed_to_send, d->known_received,
+                          d->dropped};
+    for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++) {
+        int64_t add = dv[i] < 0 ? 0 : dv[i];
+        *tv[i] = add > INT64_MAX - *tv[i] ? INT64_MAX : *tv[i] + add;
+    }
+}
+
+void registry_add_grpclb_stats(registry *r, reg_service *s, const char *token,
+                               const grpclb_totals *d)
+{
+    totals_add(&s->lb, d);
+    mark_stale(r, s);
     if (token == NULL)
         return;
     for (size_t i = 0; i < s->n; i++) {
-        reg_backend *b = s->b[i];
-        if (strcmp(b->token, token) == 0) {
-            b->lb.started += d->started;
-            b->lb.finished += d->finished;
-            b->lb.failed_to_send += d->failed_to_send;
-            b->lb.known_received += d->known_received;
-            b->lb.dropped += d->dropped;
+        if (strcmp(s->b[i]->token, token) == 0) {
+            totals_add(&s->b[i]->lb, d);
             return;
         }
     }
@@ -648,30 +1010,40 @@ void registry_add_grpclb_stats(reg_service *s, const char *token, const grpclb_t
 
 /* ------------------------------------------------------------------ timers */
 
+static void sweep_service(registry *r, reg_service *s, int64_t now)
+{
+    int64_t window = (int64_t)r->cfg.evict_intervals * r->cfg.report_interval_ms;
+    for (size_t i = s->n; i-- > 0;) {
+        if (i >= s->n)
+            continue;
+        reg_backend *b = s->b[i];
+        if (b->reported && now - b->last_report_mono_ms > window) {
+            char why[96];
+            snprintf(why, sizeof why, "no report for %lld ms (limit %lld ms)",
+                     (long long)(now - b->last_report_mono_ms), (long long)window);
+            log_info("registry", "%s %s: evicted: %s", s->name, b->address, why);
+            backend_drop(r, b, GRPC_STATUS_DEADLINE_EXCEEDED, why, false);
+        } else if (b->restored && !b->reported && !b->in_dns &&
+                   now - b->since_mono_ms > r->cfg.restore_grace_ms && loss_allowed(r, s, now)) {
+            log_info("registry", "%s %s: restored backend not confirmed within %lld ms; dropped",
+                     s->name, b->address, (long long)r->cfg.restore_grace_ms);
+            backend_remove(r, b, true);
+        }
+    }
+}
+
 static void on_sweep(loop *l, void *arg)
 {
     registry *r = arg;
-    int64_t now = clock_mono_ms();
-    int64_t window = (int64_t)r->cfg.evict_intervals * r->cfg.report_interval_ms;
-    for (reg_service *s = r->head; s; s = s->lnext) {
-        for (size_t i = s->n; i-- > 0;) {
-            if (i >= s->n)
-                continue;
-            reg_backend *b = s->b[i];
-            if (b->reported && now - b->last_report_mono_ms > window) {
-                char why[96];
-                snprintf(why, sizeof why, "no report for %lld ms (limit %lld ms)",
-                         (long long)(now - b->last_report_mono_ms), (long long)window);
-                log_info("registry", "%s %s: evicted: %s", s->name, b->address, why);
-                backend_drop(r, b, GRPC_STATUS_DEADLINE_EXCEEDED, why);
-            } else if (b->restored && !b->reported && !b->in_dns &&
-                       now - b->since_mono_ms > window) {
-                log_info("registry", "%s %s: restored backend did not re-report; dropped",
-                         s->name, b->address);
-                backend_remove(r, b, true);
-            }
-        }
+    int64_t now = now_mono(r);
+    for (reg_service *s = r->head, *next; s; s = next) {
+        next = s->lnext;
+        sweep_service(r, s, now);
+        if (s->known && s->n == 0 && s->n_subs == 0 && s->empty_since_mono_ms != 0 &&
+            now - s->empty_since_mono_ms > r->cfg.service_retention_ms)
+            svc_forget(r, s, "empty and unwatched past the retention");
     }
+    catalog_refresh(r);
     int64_t period = r->cfg.report_interval_ms / 4;
     if (period < 20)
         period = 20;
@@ -681,26 +1053,27 @@ static void on_sweep(loop *l, void *arg)
 static void on_weights(loop *l, void *arg)
 {
     registry *r = arg;
-    int64_t now = clock_mono_ms();
+    int64_t now = now_mono(r);
     for (reg_service *s = r->head; s; s = s->lnext) {
-        if (s->n == 0 || s->dirty)
+        if (s->n == 0 || s->dirty) {
+            refresh_snapshot(r, s);
             continue;
+        }
         compute(r, s, now);
         if (weights_moved(r, s))
             mark_dirty(r, s);
+        else
+            refresh_snapshot(r, s);
     }
+    catalog_refresh(r);
     r->weights_timer = loop_timer_add(l, now + r->cfg.weight_period_ms, on_weights, r);
 }
 
 static void on_flush(loop *l, void *arg)
 {
     registry *r = arg;
-    if (storage_pending(r->st) > 0) {
-        lookaside_status st = storage_flush(r->st);
-        if (st != LOOKASIDE_OK)
-            storage_warn(r, "flush", st);
-    }
-    r->flush_timer = loop_timer_add(l, clock_mono_ms() + r->cfg.flush_ms, on_flush, r);
+    flush_now(r);
+    r->flush_timer = loop_timer_add(l, now_mono(r) + r->cfg.flush_ms, on_flush, r);
 }
 
 /* ------------------------------------------------------------- lifecycle */
@@ -718,28 +1091,28 @@ static lookaside_status restore(registry *r)
         free(svcs);
         return st;
     }
+    char msg[120];
+    int64_t now = now_mono(r);
     for (size_t i = 0; i < ns; i++) {
-        if (!name_valid(svcs[i].name))
+        reg_service *s = svc_obtain_known(r, svcs[i].name, msg, sizeof msg);
+        if (s == NULL) {
+            log_warn("registry", "restore: skipping stored service: %s", msg);
             continue;
-        reg_service *s = registry_find(r, svcs[i].name);
-        if (s == NULL && (s = svc_create(r, svcs[i].name)) == NULL)
-            break;
-        s->version = svcs[i].version + VERSION_GAP;
+        }
+        if (svcs[i].version > s->version)
+            s->version = svcs[i].version;
         s->persisted = true;
+        s->empty_since_mono_ms = now;
+        mark_dirty(r, s);
     }
     size_t restored = 0;
     for (size_t i = 0; i < nb; i++) {
         storage_backend *sb = &bs[i];
         la_addr addr;
-        if (!name_valid(sb->service) || addr_parse(sb->address, &addr) != LOOKASIDE_OK) {
+        reg_service *s = svc_obtain_known(r, sb->service, msg, sizeof msg);
+        if (s == NULL || addr_parse(sb->address, &addr) != LOOKASIDE_OK) {
             log_warn("registry", "restore: skipping invalid stored backend");
             continue;
-        }
-        reg_service *s = registry_find(r, sb->service);
-        if (s == NULL) {
-            if ((s = svc_create(r, sb->service)) == NULL)
-                break;
-            s->version = VERSION_GAP;
         }
         reg_backend *b = backend_add(r, s, &addr);
         if (b == NULL)
@@ -757,14 +1130,15 @@ static lookaside_status restore(registry *r)
         if (sb->policy_weight > 0 && isfinite(sb->policy_weight)) {
             b->w.st.smoothed = sb->policy_weight;
             b->w.st.primed = true;
-            b->w.st.last_ms = clock_mono_ms();
+            b->w.st.last_ms = now;
         }
         restored++;
     }
     free(svcs);
     free(bs);
     if (restored > 0)
-        log_info("registry", "restored %zu backends in %zu services", restored, r->n_services);
+        log_info("registry", "restored %zu backends in %zu services (kept %lld ms for their "
+                 "reports)", restored, r->n_known, (long long)r->cfg.restore_grace_ms);
     registry_publish_dirty(r);
     return LOOKASIDE_OK;
 }
@@ -780,6 +1154,12 @@ lookaside_status registry_create(loop *l, storage *st, const registry_config *cf
     r->cfg = *cfg;
     if (r->cfg.policy == NULL)
         r->cfg.policy = &weights_policy_a58;
+    if (r->cfg.mono_ms == NULL)
+        r->cfg.mono_ms = clock_mono_ms;
+    if (r->cfg.wall_ms == NULL)
+        r->cfg.wall_ms = clock_wall_ms;
+    pthread_mutex_init(&r->catalog_mu, NULL);
+    r->started_mono_ms = now_mono(r);
     lookaside_status s = restore(r);
     if (s != LOOKASIDE_OK) {
         log_error("registry", "restore failed: %s (%s)", lookaside_status_str(s),
@@ -787,10 +1167,13 @@ lookaside_status registry_create(loop *l, storage *st, const registry_config *cf
         registry_destroy(r);
         return s;
     }
-    int64_t now = clock_mono_ms();
+    r->catalog_dirty = true;
+    catalog_refresh(r);
+    int64_t now = now_mono(r);
     r->sweep_timer = loop_timer_add(l, now + 50, on_sweep, r);
     r->weights_timer = loop_timer_add(l, now + r->cfg.weight_period_ms, on_weights, r);
     r->flush_timer = loop_timer_add(l, now + r->cfg.flush_ms, on_flush, r);
+    r->heartbeat_timer = loop_timer_add(l, now + heartbeat_ms(r) / 4 + 1, on_heartbeat, r);
     *out = r;
     return LOOKASIDE_OK;
 }
@@ -810,6 +1193,8 @@ void registry_destroy(registry *r)
     loop_timer_cancel(r->l, r->weights_timer);
     loop_timer_cancel(r->l, r->flush_timer);
     loop_timer_cancel(r->l, r->publish_timer);
+    loop_timer_cancel(r->l, r->heartbeat_timer);
+    loop_timer_cancel(r->l, r->durable_timer);
     for (reg_service *s = r->head, *next; s; s = next) {
         next = s->lnext;
         /* Live backends keep their rows: a restart restores them. */
@@ -817,16 +1202,17 @@ void registry_destroy(registry *r)
             reg_backend *b = s->b[s->n - 1];
             if (b->owner) {
                 reg_owner *o = b->owner;
+                owner_unwait(r, o);
                 b->owner = NULL;
                 o->dropped(o, GRPC_STATUS_UNAVAILABLE, "server shutting down");
             }
             s->n--;
+            util_free(b);
             free(b);
         }
         for (reg_sub *sub = s->subs; sub; sub = sub->next)
             sub->svc = NULL;
-        if (s->published)
-            grpc_byte_buffer_destroy(s->published);
+        snap_service_unref(s->snap);
         free(s->b);
         free(s);
     }
@@ -835,6 +1221,8 @@ void registry_destroy(registry *r)
         if (st != LOOKASIDE_OK)
             storage_warn(r, "final flush", st);
     }
+    snap_catalog_release(r->catalog);
+    pthread_mutex_destroy(&r->catalog_mu);
     free(r->scratch);
     free(r);
 }

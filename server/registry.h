@@ -5,15 +5,42 @@
  * when membership, state or a weight changes meaningfully, and writes
  * everything behind to storage (the only copy that survives a restart).
  *
- * Publishing: changes mark a service dirty; a timer publishes dirty services
- * after push_delay_ms (coalescing bursts). Publishing builds the
- * lookaside.v1.ServerList once, packs it once, bumps the version and calls
- * every subscriber's on_publish. Subscribers (Watch streams, grpclb streams,
- * health watchers) read the published state and never mutate it.
+ * Write side (this header): the loop thread changes state through
+ * registry_attach/report/detach/set_* and registry_dns_update.
+ * Read side (snapshot.h): after every change the registry builds an
+ * immutable snapshot of the service; every reader -- subscribers on the loop
+ * thread, registry_catalog_acquire from any thread -- sees only snapshots.
  *
- * Threads: loop thread only. Ownership: the registry owns services and
- * backends; pointers to them stay valid until the subscriber unsubscribes
- * (services) or the owner is told through reg_owner (backends). */
+ * Publishing: changes mark a service dirty; a timer publishes dirty services
+ * after push_delay_ms (coalescing bursts). Publishing builds and packs the
+ * lookaside.v1.ServerList once, gives it a new version and a new snapshot,
+ * and calls every subscriber's on_publish with that snapshot.
+ *
+ * Versions never repeat for a name: version = max(previous + 1, wall clock in
+ * microseconds), so a restart (whose last publishes may not have reached the
+ * database) or a service forgotten and registered again later still moves
+ * forward. A service the registry does not know publishes version 1.
+ *
+ * Liveness and self-preservation: a backend whose stream ends cleanly
+ * (half-close, or while draining) leaves at once. One whose stream is lost
+ * or that stops reporting is an *unclean* loss: within any preserve_window_ms
+ * a service loses at most half of the backends it had when the window began
+ * (at least one) this way; the others stay listed as RESTORED (unconfirmed)
+ * and are dropped later under the same budget unless they come back.
+ * Restored backends (from the database, or held as above) are kept for
+ * restore_grace_ms before they count as lost.
+ *
+ * Services: a name only ever watched is a "phantom" -- it takes no service
+ * slot and is freed with its last watcher. A service that has had backends
+ * is known: it keeps its version and answers as known while empty, and is
+ * forgotten once empty and unwatched for service_retention_ms, or sooner
+ * when a new service needs its slot. Names are DNS names: matched and stored
+ * in lower case.
+ *
+ * Threads: loop thread only, except registry_catalog_acquire (any thread).
+ * Ownership: the registry owns services and backends; pointers to them stay
+ * valid until the subscriber unsubscribes (services) or the owner is told
+ * through reg_owner (backends). */
 #ifndef LA_REGISTRY_H
 #define LA_REGISTRY_H
 
@@ -24,6 +51,7 @@
 
 #include "loop.h"
 #include "lookaside/v1/lookaside.pb-c.h"
+#include "snapshot.h"
 #include "storage.h"
 #include "util.h"
 #include "weights.h"
@@ -38,18 +66,28 @@ typedef struct reg_owner {
      * stream for the same address, shutdown). The owner must end its
      * stream; the backend pointer is invalid once this returns. */
     void (*dropped)(struct reg_owner *o, grpc_status_code code, const char *why);
+    /* Who registered (server/auth.h identity, "" or NULL = anonymous), owned
+     * by the owner: only the same identity may replace a live stream. */
+    const char *identity;
+    /* Optional: everything written for this owner up to
+     * registry_await_durable is committed to storage. */
+    void (*durable)(struct reg_owner *o);
+    struct reg_owner *wprev, *wnext;   /* registry's durable wait list */
+    bool waiting;
 } reg_owner;
 
 /* Something that wants to hear about a service's published lists. */
 typedef struct reg_sub {
-    void (*on_publish)(struct reg_sub *sub, reg_service *svc);
+    /* A new version was published; snap is borrowed for the call. */
+    void (*on_publish)(struct reg_sub *sub, const snap_service *snap);
+    /* Optional: the service has been quiet for heartbeat_ms; hb is a packed
+     * ServerList{heartbeat=true} of snap->version (borrowed; send copies). */
+    void (*on_heartbeat)(struct reg_sub *sub, const snap_service *snap, grpc_byte_buffer *hb);
     struct reg_sub *prev, *next;
-    reg_service *svc;
+    reg_service *svc;           /* opaque handle: read through registry_sub_snapshot */
 } reg_sub;
 
-typedef struct grpclb_totals {
-    int64_t started, finished, failed_to_send, known_received, dropped;
-} grpclb_totals;
+typedef snap_totals grpclb_totals;
 
 struct reg_backend {
     reg_service *svc;
@@ -70,7 +108,9 @@ struct reg_backend {
     int64_t last_report_wall_ms;
     bool has_load;
     storage_load load;
-    double in_flight;
+    snap_util *util;            /* named utilizations of the latest load */
+    size_t n_util;
+    int64_t last_load_mono_ms;  /* -1: no Load since registration/restore */
     weights_backend w;
     uint32_t published_weight;
     uint32_t weight_override;
@@ -89,10 +129,16 @@ struct reg_service {
     bool dirty;
     bool known;                 /* has had backends (vs. only watched) */
     bool persisted;
-    grpc_byte_buffer *published;   /* packed lookaside.v1.ServerList */
+    snap_service *snap;         /* current snapshot (one reference) */
+    bool snap_stale;            /* state changed since snap was built */
+    uint64_t snap_seq;
     int list_state;             /* LOOKASIDE__V1__LIST_STATE__* */
     int64_t published_mono_ms;
+    int64_t last_sent_mono_ms;  /* last publish or heartbeat */
     int64_t last_compute_ms;
+    int64_t empty_since_mono_ms;   /* known with no backends since (0: not empty) */
+    int64_t loss_window_ms;     /* self-preservation window start */
+    size_t loss_base, losses;
     grpclb_totals lb;           /* totals across removed backends too */
     reg_service *hnext;
     reg_service *lnext, *lprev; /* all services, in creation order */
@@ -107,6 +153,14 @@ typedef struct registry_config {
     int64_t weight_period_ms;      /* how often weights are recomputed */
     int64_t flush_ms;              /* storage write-behind period */
     uint32_t valid_for_ms;         /* ServerList.valid_for_ms */
+    int64_t heartbeat_ms;          /* quiet time before a heartbeat (0: valid_for/3) */
+    int64_t restore_grace_ms;      /* how long RESTORED backends wait for a report */
+    int64_t service_retention_ms;  /* empty, unwatched known services kept this long */
+    int64_t preserve_window_ms;    /* self-preservation window */
+    int64_t durable_delay_ms;      /* flush this soon when an ack waits for it */
+    /* Clock (tests inject a fake one); NULL: the real clocks. */
+    int64_t (*mono_ms)(void);
+    int64_t (*wall_ms)(void);
     weights_config wcfg;
     const struct weights_policy_ops *policy;
 } registry_config;
@@ -126,16 +180,25 @@ const registry_config *registry_cfg(const registry *r);
 
 /* ---- reporting (LoadReporter.Report) ---- */
 /* Registers address for service under owner. A backend already owned by
- * another stream is taken over (the old owner is told). Errors:
- * EINVAL (bad name/address/zone, msg names the field), ELIMIT. */
+ * another stream of the same owner identity is taken over (the old owner
+ * is told). Errors: EINVAL (bad name/address/zone, msg names the field),
+ * ELIMIT, EPERM (held by a live stream of another identity; untouched). */
 lookaside_status registry_attach(registry *r, const char *service, const char *address,
                                  const char *zone, reg_owner *owner, reg_backend **out,
                                  char *msg, size_t msglen);
-/* The owner's stream ended: the backend leaves the lists at once (unless DNS
- * still lists it). b is invalid afterwards. */
-void registry_detach(registry *r, reg_backend *b);
-/* A validated load report. */
-void registry_report(registry *r, reg_backend *b, const storage_load *load);
+/* The owner's stream ended. clean (half-close by the backend, or it was
+ * draining): the backend leaves the lists at once (unless DNS still lists
+ * it). Not clean (stream lost): an unclean loss under self-preservation.
+ * b is invalid afterwards either way. */
+void registry_detach(registry *r, reg_backend *b, bool clean);
+/* Calls owner->durable once everything written so far is committed (soon:
+ * within durable_delay_ms unless storage fails; then retried every flush).
+ * The owner must be attached; detaching cancels the wait. */
+void registry_await_durable(registry *r, reg_owner *owner);
+/* A validated load report; util[0..n_util) are its named utilizations
+ * (copied; at most SNAP_UTIL_MAX kept). */
+void registry_report(registry *r, reg_backend *b, const storage_load *load,
+                     const snap_util *util, size_t n_util);
 /* Counts as a report for eviction purposes without load data. */
 void registry_touch(registry *r, reg_backend *b);
 void registry_set_draining(registry *r, reg_backend *b, bool draining);
@@ -145,7 +208,21 @@ void registry_set_override(registry *r, reg_backend *b, uint32_t weight);
 /* The complete current address set of service from DNS. */
 void registry_dns_update(registry *r, const char *service, const la_addr *addrs, size_t n);
 
-/* ---- lookups and subscriptions ---- */
+/* ---- read side ---- */
+/* The latest catalog of every service's snapshot, with a reference
+ * (release with snap_catalog_release). Any thread. NULL only before the
+ * first catalog exists or on allocation failure. */
+snap_catalog *registry_catalog_acquire(registry *r);
+/* The current snapshot of a service (refreshed first if stale), borrowed
+ * until the caller returns to the loop; NULL when the name is unknown and
+ * unwatched. Loop thread. */
+const snap_service *registry_snapshot(registry *r, const char *name);
+/* The subscription's service's current snapshot (NULL once unsubscribed). */
+const snap_service *registry_sub_snapshot(registry *r, const reg_sub *sub);
+
+/* ---- lookups (write side) and subscriptions ---- */
+/* Lower-cases name into out (254 bytes); false if it is not a valid name. */
+bool registry_canon_name(const char *name, char out[254]);
 reg_service *registry_find(registry *r, const char *name);
 reg_backend *registry_find_backend(reg_service *s, const char *address);
 reg_service *registry_first(registry *r);
@@ -160,10 +237,14 @@ void registry_publish_dirty(registry *r);
  * LOOKASIDE__V1__BACKEND_SOURCE__*). */
 int registry_backend_state(const reg_backend *b);
 int registry_backend_source(const reg_backend *b);
-/* Count of serving (weight > 0) backends in the published list. */
-size_t registry_serving(const reg_service *s);
+
+/* Watchers of a service changed by delta (+1/-1), for snapshots. */
+void registry_count_watcher(registry *r, reg_service *s, int delta);
 
 /* ---- grpclb stats ---- */
-void registry_add_grpclb_stats(reg_service *s, const char *token, const grpclb_totals *d);
+/* Adds d to the service totals (and the backend's with that token),
+ * saturating at INT64_MAX. */
+void registry_add_grpclb_stats(registry *r, reg_service *s, const char *token,
+                               const grpclb_totals *d);
 
 #endif

@@ -14,13 +14,16 @@ typedef struct reporter {
     reg_backend *b;
     uint64_t accepted;
     bool ack_pending;
+    bool durable;       /* the registration is committed: acks may flow */
 } reporter;
 
+/* An ack promises that the registration is committed to the database: the
+ * first one waits for registry_await_durable. */
 static void send_ack(reporter *rp)
 {
     if (rp->b == NULL)
         return;
-    if (rpc_send_in_flight(rp->call)) {
+    if (!rp->durable || rpc_send_in_flight(rp->call)) {
         rp->ack_pending = true;   /* coalesced: the next ack carries the latest count */
         return;
     }
@@ -32,6 +35,13 @@ static void send_ack(reporter *rp)
     ack.state = rp->b->draining ? LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING
                                 : LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING;
     rpc_send(rp->call, &ack.base);
+}
+
+static void on_durable(reg_owner *o)
+{
+    reporter *rp = (reporter *)o;
+    rp->durable = true;
+    send_ack(rp);
 }
 
 static void on_dropped(reg_owner *o, grpc_status_code code, const char *why)
@@ -71,35 +81,36 @@ static const char *load_invalid(const Lookaside__V1__Load *l)
 static void do_register(reporter *rp, const Lookaside__V1__Register *reg)
 {
     char msg[200];
-    if (rp->ctx->auth) {
-        lookaside_status a = auth_check(rp->ctx->auth, reg->service, reg->credential);
+    /* Authorization (server/auth.h): report:SERVICE for this identity (a
+     * Register.credential counts as a bearer token), and register-any unless
+     * the address is one of the peer's own. */
+    rpc_auth_add_token(rp->call, reg->credential);
+    if (!rpc_authorize(rp->call, AUTH_PERM_REPORT, reg->service))
+        return;
+    const auth_peer *who = rpc_auth_peer(rp->call);
+    if (who && !auth_address_is_peer(who, reg->address)) {
+        lookaside_status a = auth_check(rp->ctx->auth, who, AUTH_PERM_REGISTER_ANY, NULL);
         if (a != LOOKASIDE_OK) {
-            log_warn("report", "registration of %s for %s from %s refused: %s",
-                     reg->address, reg->service, rpc_peer(rp->call), lookaside_status_str(a));
-            rpc_finish(rp->call,
-                       a == LOOKASIDE_EUNAUTH ? GRPC_STATUS_UNAUTHENTICATED
-                                              : GRPC_STATUS_PERMISSION_DENIED,
-                       a == LOOKASIDE_EUNAUTH ? "register.credential: required for this service"
-                                              : "register.credential: not valid for this service");
+            rpc_fail(rp->call, a,
+                     "register.address: not an address of this peer (%s), and identity '%s' "
+                     "lacks register-any", rpc_peer_host(rp->call), rpc_identity(rp->call));
             return;
         }
     }
+    rp->owner.identity = rpc_identity(rp->call);
     reg_backend *b = NULL;
     lookaside_status st =
         registry_attach(rp->ctx->reg, reg->service, reg->address, reg->zone, &rp->owner, &b,
                         msg, sizeof msg);
     if (st != LOOKASIDE_OK) {
-        rpc_finish(rp->call,
-                   st == LOOKASIDE_EINVAL ? GRPC_STATUS_INVALID_ARGUMENT
-                                          : GRPC_STATUS_RESOURCE_EXHAUSTED,
-                   "%s", msg);
+        rpc_fail(rp->call, st, "%s", msg);   /* EINVAL, ELIMIT, EPERM (held by another) */
         return;
     }
     rp->b = b;
     rp->accepted++;
     log_info("report", "%s %s registered (zone %s) from %s", b->svc->name, b->address,
              b->zone[0] ? b->zone : "-", rpc_peer(rp->call));
-    send_ack(rp);
+    registry_await_durable(rp->ctx->reg, &rp->owner);
 }
 
 static void report_message(rpc_call *c, const ProtobufCMessage *m)
@@ -110,7 +121,7 @@ static void report_message(rpc_call *c, const ProtobufCMessage *m)
         if (rp->b) {
             log_info("report", "%s %s: stream closed by backend", rp->b->svc->name,
                      rp->b->address);
-            registry_detach(rp->ctx->reg, rp->b);
+            registry_detach(rp->ctx->reg, rp->b, true);
             rp->b = NULL;
         }
         rpc_finish(c, GRPC_STATUS_OK, "bye");
@@ -120,7 +131,7 @@ static void report_message(rpc_call *c, const ProtobufCMessage *m)
     switch (r->kind_case) {
     case LOOKASIDE__V1__LOAD_REPORT__KIND_REGISTER:
         if (rp->b != NULL) {
-            rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "register: sent twice on one stream");
+            rpc_fail(c, LOOKASIDE_EINVAL, "register: sent twice on one stream");
             return;
         }
         do_register(rp, r->register_);
@@ -133,10 +144,13 @@ static void report_message(rpc_call *c, const ProtobufCMessage *m)
         }
         const char *bad = load_invalid(r->load);
         if (bad) {
-            rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-                       "%s: must be a finite number between 0 and 1e12", bad);
+            rpc_fail(c, LOOKASIDE_EINVAL, "%s: must be a finite number between 0 and 1e12", bad);
             return;
         }
+        snap_util util[SNAP_UTIL_MAX];
+        size_t n_util = r->load->n_utilization;   /* <= 64 = SNAP_UTIL_MAX, checked above */
+        for (size_t i = 0; i < n_util; i++)
+            util[i] = (snap_util){r->load->utilization[i]->key, r->load->utilization[i]->value};
         storage_load l = {
             .cpu = r->load->cpu_utilization,
             .mem = r->load->mem_utilization,
@@ -145,7 +159,7 @@ static void report_message(rpc_call *c, const ProtobufCMessage *m)
             .eps = r->load->eps,
             .in_flight = r->load->in_flight,
         };
-        registry_report(rp->ctx->reg, rp->b, &l);
+        registry_report(rp->ctx->reg, rp->b, &l, util, n_util);
         rp->accepted++;
         send_ack(rp);
         return;
@@ -162,8 +176,7 @@ static void report_message(rpc_call *c, const ProtobufCMessage *m)
         send_ack(rp);
         return;
     default:
-        rpc_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-                   "LoadReport: none of register, load, drain is set");
+        rpc_fail(c, LOOKASIDE_EINVAL, "LoadReport: none of register, load, drain is set");
         return;
     }
 }
@@ -173,10 +186,11 @@ static void report_start(rpc_call *c, const ProtobufCMessage *m)
     (void)m;
     reporter *rp = calloc(1, sizeof *rp);
     if (rp == NULL) {
-        rpc_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        rpc_fail(c, LOOKASIDE_ENOMEM, "out of memory");
         return;
     }
     rp->owner.dropped = on_dropped;
+    rp->owner.durable = on_durable;
     rp->call = c;
     rp->ctx = rpc_method_ctx(c);
     rpc_set_user(c, rp);
@@ -195,9 +209,11 @@ static void report_close(rpc_call *c, bool cancelled)
     if (rp == NULL)
         return;
     if (rp->b) {
-        log_info("report", "%s %s: stream %s; removed", rp->b->svc->name, rp->b->address,
+        log_info("report", "%s %s: stream %s", rp->b->svc->name, rp->b->address,
                  cancelled ? "lost" : "ended");
-        registry_detach(rp->ctx->reg, rp->b);
+        /* Lost (cancelled, transport gone) is an unclean loss that
+         * self-preservation may hold; anything else is the backend's doing. */
+        registry_detach(rp->ctx->reg, rp->b, !cancelled);
         rp->b = NULL;
     }
     free(rp);
@@ -217,97 +233,4 @@ size_t report_methods(server_ctx *ctx, rpc_method *out)
         .on_close = report_close,
     };
     return 1;
-}
-
-/* ------------------------------------------------------------------ auth */
-
-typedef struct auth_entry {
-    char service[254];
-    char cred[257];
-    struct auth_entry *next;
-} auth_entry;
-
-struct auth {
-    auth_entry *head;
-};
-
-lookaside_status auth_load(const char *path, auth **out, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot open report token file", path);
-        return LOOKASIDE_EIO;
-    }
-    auth *a = calloc(1, sizeof *a);
-    if (a == NULL) {
-        fclose(f);
-        return LOOKASIDE_ENOMEM;
-    }
-    char line[1024];
-    int lineno = 0;
-    while (fgets(line, sizeof line, f) != NULL && lineno < 100000) {
-        lineno++;
-        char svc[300], cred[300];
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
-        if (sscanf(line, "%299s %299s", svc, cred) != 2 ||
-            (strcmp(svc, "*") != 0 && !name_valid(svc)) || strlen(cred) > 256) {
-            snprintf(err, errlen, "%s:%d: want \"SERVICE CREDENTIAL\"", path, lineno);
-            fclose(f);
-            auth_destroy(a);
-            return LOOKASIDE_EINVAL;
-        }
-        auth_entry *e = calloc(1, sizeof *e);
-        if (e == NULL) {
-            fclose(f);
-            auth_destroy(a);
-            return LOOKASIDE_ENOMEM;
-        }
-        snprintf(e->service, sizeof e->service, "%.253s", svc);
-        snprintf(e->cred, sizeof e->cred, "%.256s", cred);
-        e->next = a->head;
-        a->head = e;
-    }
-    fclose(f);
-    *out = a;
-    return LOOKASIDE_OK;
-}
-
-/* Constant-time comparison: the time taken must not reveal a prefix. */
-static bool cred_equal(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char diff = (unsigned char)(la != lb);
-    for (size_t i = 0; i < lb; i++)
-        diff |= (unsigned char)(b[i] ^ (i < la ? a[i] : 0));
-    return diff == 0;
-}
-
-lookaside_status auth_check(const auth *a, const char *service, const char *credential)
-{
-    const auth_entry *match = NULL;
-    for (const auth_entry *e = a->head; e; e = e->next) {
-        if (strcmp(e->service, service) == 0) {
-            match = e;
-            break;
-        }
-        if (strcmp(e->service, "*") == 0)
-            match = e;
-    }
-    if (credential == NULL || credential[0] == '\0')
-        return LOOKASIDE_EUNAUTH;
-    if (match == NULL || !cred_equal(credential, match->cred))
-        return LOOKASIDE_EPERM;
-    return LOOKASIDE_OK;
-}
-
-void auth_destroy(auth *a)
-{
-    if (a == NULL)
-        return;
-    for (auth_entry *e = a->head, *next; e; e = next) {
-        next = e->next;
-        free(e);
-    }
-    free(a);
 }

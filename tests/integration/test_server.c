@@ -559,7 +559,9 @@ static void test_health_and_admin(void **state)
     assert_string_equal(ds->backends[0]->backend->zone, "zz");
     assert_int_equal(ds->backends[0]->backend->state,
                      LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING);
-    assert_true(ds->backends[0]->last_report_age_ms >= 0);
+    /* Registered, no Load yet: no report age and no load (proto). */
+    assert_int_equal(ds->backends[0]->last_report_age_ms, -1);
+    assert_null(ds->backends[0]->last_load);
     assert_non_null(ds->backends[0]->explanation);
     assert_true(strlen(ds->backends[0]->explanation->text) > 0);
     assert_string_equal(ds->policy, "a58");
@@ -612,7 +614,8 @@ static void test_restart_restores(void **state)
     assert_int_equal(h_stop(&g_srv), 0);
     ts_destroy(a);
     ts_destroy(b);
-    static const char *const extra[] = {"--report-interval-ms", "300", NULL};
+    static const char *const extra[] = {"--report-interval-ms", "300", "--restore-grace-ms",
+                                        "1000", NULL};
     assert_int_equal(h_server_start(&g_srv, g_db, extra), 0);
     g_c = tc_connect(g_srv.addr);
     long long t0 = h_now_ms();
@@ -627,7 +630,7 @@ static void test_restart_restores(void **state)
     assert_int_equal(l->backends[0]->state, LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED);
     assert_true(l->version > v_before);
     free_list(l);
-    /* One re-registers; the other is dropped after the eviction window. */
+    /* One re-registers; the other is dropped after the restore grace. */
     a = reg_open("rs", "127.0.0.2:10", "z");
     ack = ack_recv(a);
     protobuf_c_message_free_unpacked(&ack->base, NULL);
@@ -684,7 +687,7 @@ static void test_auth(void **state)
     char path[300];
     snprintf(path, sizeof path, "%s/tokens", g_dir);
     FILE *f = fopen(path, "w");
-    fprintf(f, "# service credential\nsecure s3cret\n");
+    fprintf(f, "# service credential\nsecure s3cret\nother 0th3r\n");
     fclose(f);
     proc p2;
     memset(&p2, 0, sizeof p2);
@@ -693,10 +696,12 @@ static void test_auth(void **state)
     const char *extra[] = {"--report-token-file", path, NULL};
     assert_int_equal(h_server_start(&p2, db2, extra), 0);
     tclient *c = tc_connect(p2.addr);
-    const char *creds[] = {"", "wrong", "s3cret"};
-    grpc_status_code want[] = {GRPC_STATUS_UNAUTHENTICATED, GRPC_STATUS_PERMISSION_DENIED,
-                               GRPC_STATUS_OK};
-    for (int i = 0; i < 3; i++) {
+    /* Missing or unknown credential: no identity (UNAUTHENTICATED); one that
+     * is valid for another service: PERMISSION_DENIED (README "Security"). */
+    const char *creds[] = {"", "wrong", "0th3r", "s3cret"};
+    grpc_status_code want[] = {GRPC_STATUS_UNAUTHENTICATED, GRPC_STATUS_UNAUTHENTICATED,
+                               GRPC_STATUS_PERMISSION_DENIED, GRPC_STATUS_OK};
+    for (int i = 0; i < 4; i++) {
         tstream *s = h_report_open(c, "secure", "127.0.0.2:1", NULL, creds[i]);
         assert_non_null(s);
         if (want[i] == GRPC_STATUS_OK) {
@@ -710,7 +715,9 @@ static void test_auth(void **state)
     }
     tc_close(c);
     assert_int_equal(h_stop(&p2), 0);
-    assert_true(h_log_has(&p2, "refused"));
+    assert_true(h_log_has(&p2, "no identity"));
+    assert_true(h_log_has(&p2, "identity token:report-credential:other lacks report:secure"));
+    assert_false(h_log_has(&p2, "0th3r"));
     unlink(p2.log);
 }
 
@@ -769,7 +776,9 @@ static void test_slow_watcher_coalesced(void **state)
     }
     fprintf(stderr, "slow watcher: %d lists for %d changes; last version %llu, latest %llu\n",
             msgs, FLIPS, (unsigned long long)last, (unsigned long long)latest);
-    assert_int_equal(last, latest);
+    /* It ends with the latest (a weight round may have published after the
+     * GetServerList), never a backlog of every change. */
+    assert_true(last >= latest);
     assert_true(msgs < FLIPS);
     ts_destroy(w);
     tc_close(slow);
