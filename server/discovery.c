@@ -456,37 +456,44 @@ static void sock_cb(void *data, ares_socket_t fd, int readable, int writable)
     e->socks[i].w = writable != 0;
 }
 
-static bool res_push(struct entry *e, int family, const void *ip)
+/* A growable address array (the result of one round). */
+typedef struct addr_vec {
+    la_addr **a;
+    size_t *n, *cap;
+} addr_vec;
+
+static bool res_push(addr_vec v, int family, const void *ip, uint16_t port)
 {
-    if (e->nres == e->capres) {
-        size_t cap = e->capres ? e->capres * 2 : 8;
-        la_addr *r = realloc(e->res, cap * sizeof *r);
+    if (*v.n == *v.cap) {
+        size_t cap = *v.cap ? *v.cap * 2 : 8;
+        la_addr *r = realloc(*v.a, cap * sizeof *r);
         if (r == NULL)
             return false;
-        e->res = r;
-        e->capres = cap;
+        *v.a = r;
+        *v.cap = cap;
     }
-    la_addr *a = &e->res[e->nres++];
+    la_addr *a = &(*v.a)[(*v.n)++];
     memset(a, 0, sizeof *a);
     a->family = family;
     memcpy(a->ip, ip, family == AF_INET ? 4 : 16);
-    a->port = e->t.port;
+    a->port = port;
     return true;
 }
 
-static void note_ttl(struct entry *e, int ttl)
+static void note_ttl(int64_t *min_ttl_s, int ttl)
 {
     int64_t t = ttl < 0 ? 0 : ttl;
-    if (e->min_ttl_s < 0 || t < e->min_ttl_s)
-        e->min_ttl_s = t;
+    if (*min_ttl_s < 0 || t < *min_ttl_s)
+        *min_ttl_s = t;
 }
 
 static const uint8_t zero16[16];
 
-/* Parses one successful answer into e->res. Returns the ares status to
- * record (ARES_SUCCESS, ARES_ENODATA or a parse/memory error). */
-static int parse_answer(struct entry *e, int family, const unsigned char *abuf, int alen)
+int discovery_parse_answer(int family, const unsigned char *abuf, int alen, uint16_t port,
+                           la_addr **addrs, size_t *n_addrs, size_t *cap_addrs,
+                           int64_t *min_ttl_s)
 {
+    addr_vec v = {addrs, n_addrs, cap_addrs};
     /* Every address record takes at least 11 bytes of header plus its
      * address, so this bounds the number of records in abuf. */
     int cap = alen / 15 + 1;
@@ -500,9 +507,9 @@ static int parse_answer(struct entry *e, int family, const unsigned char *abuf, 
         for (int i = 0; rc == ARES_SUCCESS && i < n; i++) {
             if (memcmp(&tt[i].ipaddr, zero16, 4) == 0)
                 continue; /* 0.0.0.0 is no backend */
-            if (!res_push(e, AF_INET, &tt[i].ipaddr))
+            if (!res_push(v, AF_INET, &tt[i].ipaddr, port))
                 rc = ARES_ENOMEM;
-            note_ttl(e, tt[i].ttl);
+            note_ttl(min_ttl_s, tt[i].ttl);
         }
         free(tt);
     } else {
@@ -513,9 +520,9 @@ static int parse_answer(struct entry *e, int family, const unsigned char *abuf, 
         for (int i = 0; rc == ARES_SUCCESS && i < n; i++) {
             if (memcmp(&tt[i].ip6addr, zero16, 16) == 0)
                 continue; /* :: is no backend */
-            if (!res_push(e, AF_INET6, &tt[i].ip6addr))
+            if (!res_push(v, AF_INET6, &tt[i].ip6addr, port))
                 rc = ARES_ENOMEM;
-            note_ttl(e, tt[i].ttl);
+            note_ttl(min_ttl_s, tt[i].ttl);
         }
         free(tt);
     }
@@ -528,7 +535,8 @@ static void on_answer(struct entry *e, int family, int status, unsigned char *ab
         return;
     e->pending--;
     if (status == ARES_SUCCESS)
-        status = parse_answer(e, family, abuf, alen);
+        status = discovery_parse_answer(family, abuf, alen, e->t.port, &e->res, &e->nres,
+                                        &e->capres, &e->min_ttl_s);
     lookaside_status st;
     switch (status) {
     case ARES_SUCCESS:

@@ -134,6 +134,18 @@ void discovery_process(discovery *d, int64_t now_ms);
  * frees everything. NULL: no-op. */
 void discovery_destroy(discovery *d);
 
+/* Parses one DNS answer (abuf, alen bytes, as c-ares hands it to a query
+ * callback) for family AF_INET (A records) or AF_INET6 (AAAA records).
+ * Each address except 0.0.0.0 and :: is appended, with port, to *addrs
+ * (realloc'd; *n_addrs entries of *cap_addrs), and *min_ttl_s is lowered to
+ * the smallest TTL among them (negative TTLs count as 0; -1 means none seen
+ * yet). Returns the c-ares status: ARES_SUCCESS, ARES_ENODATA (no records of
+ * the type), a parse error for a malformed answer, or ARES_ENOMEM (what was
+ * appended before stays). Pure and thread-safe: no I/O, no logging. */
+int discovery_parse_answer(int family, const unsigned char *abuf, int alen, uint16_t port,
+                           la_addr **addrs, size_t *n_addrs, size_t *cap_addrs,
+                           int64_t *min_ttl_s);
+
 /* Sorts addrs (IPv4 before IPv6, then address bytes, then port) and removes
  * duplicates in place; returns the new count. */
 size_t discovery_addrs_normalize(la_addr *addrs, size_t n);
