@@ -10,6 +10,7 @@
 #include <grpc/grpc.h>
 #include <systemd/sd-daemon.h>
 
+#include "auth.h"
 #include "discovery.h"
 #include "envflags.h"
 #include "log.h"
@@ -18,6 +19,7 @@
 #include "rpc.h"
 #include "services.h"
 #include "storage.h"
+#include "tls.h"
 
 #define MAX_DISCOVER 64
 #define MAX_METHODS 16
@@ -29,6 +31,8 @@ typedef struct flags {
     int n_discover;
     int64_t dns_refresh_ms;
     const char *token_file;
+    const char *policy_file, *tls_cert, *tls_key, *tls_ca;
+    bool insecure;
     const char *policy;
     size_t max_streams_per_peer;
     size_t max_message_bytes;
@@ -60,6 +64,12 @@ static void usage(FILE *f)
             "  --grpclb-stats-ms N         grpclb client stats interval (default 1000)\n"
             "  --grpclb-max-entries N      grpclb server list length cap (default 1000)\n"
             "  --report-token-file PATH    per-service report credentials (SERVICE CRED lines)\n"
+            "  --tls-cert PATH --tls-key PATH\n"
+            "                              serve TLS with this PEM certificate chain and key\n"
+            "  --tls-client-ca PATH        require client certificates signed by this CA (mTLS)\n"
+            "  --policy-file PATH          who may watch, report, admin (README \"Security\");\n"
+            "                              required with TLS; re-read with the certificates on SIGHUP\n"
+            "  --insecure                  plaintext to any peer (default without TLS: loopback only)\n"
             "  --log-level LEVEL           debug, info, warn, error (default info)\n"
             "  --help, --version\n"
             "Every flag can also be set as LOOKASIDE_<FLAG> (--dns-refresh-ms =>\n"
@@ -71,7 +81,8 @@ static int parse_flags(int argc, char **argv, flags *f)
 {
     enum { F_LISTEN = 1, F_DB, F_DISCOVER, F_DNS_REFRESH, F_REPORT_INTERVAL, F_EVICT, F_PUSH,
            F_WEIGHT, F_POLICY, F_MAXB, F_MAXS, F_MAXPEER, F_MAXMSG, F_MAXREP, F_LBSTATS, F_LBMAX,
-           F_TOKENS, F_LOG, F_HELP, F_VERSION };
+           F_TOKENS, F_LOG, F_HELP, F_VERSION, F_TLS_CERT, F_TLS_KEY, F_TLS_CA, F_POLICY_FILE,
+           F_INSECURE };
     static const struct option opts[] = {
         {"listen", required_argument, 0, F_LISTEN},
         {"db", required_argument, 0, F_DB},
@@ -93,6 +104,11 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"log-level", required_argument, 0, F_LOG},
         {"help", no_argument, 0, F_HELP},
         {"version", no_argument, 0, F_VERSION},
+        {"tls-cert", required_argument, 0, F_TLS_CERT},
+        {"tls-key", required_argument, 0, F_TLS_KEY},
+        {"tls-client-ca", required_argument, 0, F_TLS_CA},
+        {"policy-file", required_argument, 0, F_POLICY_FILE},
+        {"insecure", no_argument, 0, F_INSECURE},
         {0, 0, 0, 0}};
     /* LOOKASIDE_<FLAG> variables supply flags the command line lacks. */
     static const char *const repeatable[] = {"discover", NULL};
@@ -165,6 +181,11 @@ static int parse_flags(int argc, char **argv, flags *f)
             f->grpclb_max_entries = (size_t)v;
             break;
         case F_TOKENS: f->token_file = optarg; break;
+        case F_TLS_CERT: f->tls_cert = optarg; break;
+        case F_TLS_KEY: f->tls_key = optarg; break;
+        case F_TLS_CA: f->tls_ca = optarg; break;
+        case F_POLICY_FILE: f->policy_file = optarg; break;
+        case F_INSECURE: f->insecure = true; break;
         case F_LOG: {
             int lvl = log_level_parse(optarg);
             if (lvl < 0)
@@ -193,6 +214,77 @@ static void on_signal(int sig)
 {
     (void)sig;
     loop_stop_async();
+}
+
+static volatile sig_atomic_t g_hup;
+static void on_hup(int sig)
+{
+    (void)sig;
+    g_hup = 1;
+}
+
+typedef struct security {
+    tls_server *tls;
+    auth *au;
+} security;
+
+/* SIGHUP, noticed on the loop thread: re-read certificates and the policy.
+ * A failed read keeps what was in use (logged). */
+static void hup_poll(loop *l, void *arg)
+{
+    security *sec = arg;
+    if (g_hup) {
+        g_hup = 0;
+        char err[300];
+        if (sec->tls && tls_server_reload(sec->tls, err, sizeof err) != LOOKASIDE_OK)
+            log_error("main", "SIGHUP: certificates not reloaded (%s); keeping the old ones", err);
+        else if (sec->tls)
+            log_info("main", "SIGHUP: certificates reloaded; new connections use them");
+        if (auth_reload(sec->au, err, sizeof err) != LOOKASIDE_OK)
+            log_error("main", "SIGHUP: policy not reloaded (%s); keeping the old one", err);
+        else
+            log_info("main", "SIGHUP: policy reloaded");
+    }
+    loop_timer_add(l, clock_mono_ms() + 200, hup_poll, arg);
+}
+
+/* TLS credentials and the authorizer from the security flags. Returns 0,
+ * or 2 (usage) after printing why. */
+static int security_setup(const flags *f, security *sec)
+{
+    char err[300] = "";
+    if ((f->tls_cert != NULL) != (f->tls_key != NULL) || (f->tls_ca && !f->tls_cert)) {
+        fprintf(stderr, "lookaside-server: --tls-cert and --tls-key go together; "
+                        "--tls-client-ca needs both\n");
+        return 2;
+    }
+    if (f->insecure && f->tls_cert) {
+        fprintf(stderr, "lookaside-server: --insecure and --tls-cert exclude each other\n");
+        return 2;
+    }
+    if (f->tls_cert &&
+        tls_server_create(f->tls_cert, f->tls_key, f->tls_ca, &sec->tls, err, sizeof err) !=
+            LOOKASIDE_OK) {
+        fprintf(stderr, "lookaside-server: TLS: %s\n", err);
+        return 2;
+    }
+    auth_mode mode = f->tls_cert ? AUTH_MODE_TLS
+                                 : f->insecure ? AUTH_MODE_INSECURE : AUTH_MODE_PROTECTED;
+    if (auth_create(mode, f->policy_file, f->token_file, &sec->au, err, sizeof err) !=
+        LOOKASIDE_OK) {
+        fprintf(stderr, "lookaside-server: %s\n", err);
+        tls_server_destroy(sec->tls);
+        sec->tls = NULL;
+        return 2;
+    }
+    return 0;
+}
+
+static const char *security_name(const flags *f)
+{
+    if (f->tls_ca)
+        return "mtls";
+    return f->tls_cert ? "tls" : f->insecure ? "insecure" : "protected (loopback peers only)";
 }
 
 typedef struct dns_glue {
@@ -259,6 +351,8 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     int exit_code = 1;
@@ -267,23 +361,21 @@ int main(int argc, char **argv)
     registry *reg = NULL;
     rpc_server *srv = NULL;
     discovery *disc = NULL;
-    auth *au = NULL;
+    security sec;
+    memset(&sec, 0, sizeof sec);
     server_ctx ctx;
     rpc_method methods[MAX_METHODS];
     dns_glue glue;
     memset(&ctx, 0, sizeof ctx);
 
-    if (f.token_file) {
-        char err[300];
-        if (auth_load(f.token_file, &au, err, sizeof err) != LOOKASIDE_OK) {
-            fprintf(stderr, "lookaside-server: %s\n", err);
-            return 2;
-        }
-    }
+    rc = security_setup(&f, &sec);
+    if (rc != 0)
+        return rc;
     lookaside_status s = storage_open(f.db, &st);
     if (s != LOOKASIDE_OK) {
         log_error("main", "cannot open database: %s", storage_open_error());
-        auth_destroy(au);
+        auth_destroy(sec.au);
+        tls_server_destroy(sec.tls);
         return 1;
     }
     grpc_init();
@@ -292,7 +384,7 @@ int main(int argc, char **argv)
     if (registry_create(l, st, &f.rc, &reg) != LOOKASIDE_OK)
         goto out;
     ctx.reg = reg;
-    ctx.auth = au;
+    ctx.auth = sec.au;
     ctx.max_report_bytes = f.max_report_bytes;
     ctx.max_request_bytes = f.max_message_bytes;
     ctx.grpclb_stats_ms = f.grpclb_stats_ms;
@@ -303,12 +395,16 @@ int main(int argc, char **argv)
     nm += health_methods(&ctx, methods + nm);
     nm += admin_methods(&ctx, methods + nm);
     nm += grpclb_methods(&ctx, methods + nm);
+    for (size_t i = 0; i < nm; i++)
+        methods[i].perm = auth_method_perm(methods[i].path);
     rpc_options ro = {.max_message_bytes = f.max_message_bytes,
                       .accepts_per_method = 8,
-                      .max_streams_per_peer = f.max_streams_per_peer};
+                      .max_streams_per_peer = f.max_streams_per_peer,
+                      .auth = sec.au};
     if (rpc_server_create(l, &ro, methods, nm, &srv) != LOOKASIDE_OK)
         goto out;
-    int port = rpc_server_bind(srv, f.listen);
+    int port = sec.tls ? rpc_server_bind_creds(srv, f.listen, tls_server_credentials(sec.tls))
+                       : rpc_server_bind(srv, f.listen);
     if (port <= 0) {
         log_error("main", "cannot listen on %s", f.listen);
         goto out;
@@ -338,9 +434,14 @@ int main(int argc, char **argv)
             hl = sizeof host - 1;
         memcpy(host, f.listen, hl);
         host[hl] = '\0';
-        log_info("main", "listening on %s:%d (db %s, sqlite %s, policy %s)", host, port, f.db,
-                 storage_sqlite_version(), f.rc.policy->name);
+        log_info("main", "listening on %s:%d (db %s, sqlite %s, policy %s, security %s)", host,
+                 port, f.db, storage_sqlite_version(), f.rc.policy->name, security_name(&f));
+        if (!sec.tls && !f.insecure && strcmp(host, "127.0.0.1") != 0 &&
+            strcmp(host, "[::1]") != 0 && strcmp(host, "localhost") != 0)
+            log_warn("main", "protected mode: peers other than loopback are refused until "
+                             "--tls-cert/--tls-key (or --insecure) is given");
     }
+    hup_poll(l, &sec);
     /* Type=notify units: clients can connect from now on. No-op outside
      * systemd (NOTIFY_SOCKET unset). */
     sd_notify(0, "READY=1");
@@ -367,8 +468,10 @@ out:
         exit_code = 1;
     }
     storage_close(st);
-    auth_destroy(au);
     grpc_shutdown();
+    /* After grpc_shutdown: no handshake can ask the fetcher any more. */
+    tls_server_destroy(sec.tls);
+    auth_destroy(sec.au);
     log_info("main", "stopped");
     return exit_code;
 }

@@ -477,6 +477,14 @@ lookaside_status registry_attach(registry *r, const char *service, const char *a
                  b->address);
         return LOOKASIDE_EPERM;
     }
+    if (b->owner && b->owner != owner &&
+        strcmp(b->owner->identity ? b->owner->identity : "",
+               owner->identity ? owner->identity : "") != 0) {
+        /* No hijack: the live registration stays as it is. */
+        snprintf(msg, msglen, "register.address: %s is held by a live stream of another identity",
+                 b->address);
+        return LOOKASIDE_EPERM;
+    }
     if (b->owner && b->owner != owner) {
         reg_owner *old = b->owner;
         owner_unwait(r, old);

@@ -231,6 +231,11 @@ reg_service *registry_next(reg_service *s);
  * subscriber sees it appear). ELIMIT when too many services. */
 lookaside_status registry_subscribe(registry *r, const char *name, reg_sub *sub);
 void registry_unsubscribe(registry *r, reg_sub *sub);
+/* Runs every periodic job now, as of the registry's clock: publish dirty
+ * services, sweep (eviction, restore grace, retention), recompute weights,
+ * heartbeats, flush. The timers keep running too; tests with an injected
+ * clock call this after moving the clock. */
+void registry_tick(registry *r);
 /* Publishes every dirty service now (tests, shutdown). */
 void registry_publish_dirty(registry *r);
 /* The backend's state and source as published (LOOKASIDE__V1__BACKEND_STATE__*,

@@ -38,6 +38,8 @@ struct rpc_call {
     char *peer;
     char peer_host[64];
     bool counted;              /* holds a per-peer stream slot */
+    auth_peer who;             /* filled when the server has an authorizer */
+    char identity[AUTH_ID_MAX];
     void *user;
     rpc_call *prev, *next;
 };
@@ -367,6 +369,10 @@ static void on_accept(loop_tag *t, bool ok)
     c->ops[OP_STATUS].tag.fn = on_status_done;
     c->peer = grpc_call_get_peer(c->call);
     peer_host_from(c->peer ? c->peer : "", c->peer_host, sizeof c->peer_host);
+    if (s->opt.auth) {
+        auth_peer_from_call(c->call, &a->md, &c->who);
+        auth_identity(s->opt.auth, &c->who, c->identity, sizeof c->identity);
+    }
     c->next = s->live;
     if (s->live)
         s->live->prev = c;
@@ -391,13 +397,20 @@ static void on_accept(loop_tag *t, bool ok)
         call_maybe_free(c);
         return;
     }
-    if (c->m == &s->unknown) {
+    if (s->opt.auth && !auth_peer_admitted(s->opt.auth, &c->who)) {
+        rpc_fail(c, LOOKASIDE_EUNAUTH,
+                 "protected mode: without TLS or --insecure only loopback peers are served");
+    } else if (c->m == &s->unknown) {
         for (char *p = unknown_path; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
                 *p = '?';
         /* UNIMPLEMENTED is a transport-level answer with no lookaside_status
          * of its own (the public enum stays as released). */
         rpc_finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", unknown_path);
+    } else if (c->m->kind != RPC_BIDI && !rpc_authorize(c, c->m->perm, NULL)) {
+        /* Refused before decoding: no identity, or the permission for no
+         * service at all. Bidi handlers check once the first message names
+         * the service (and may carry a credential). */
     } else if (c->m->kind != RPC_UNARY && !peer_take(s, c)) {
         rpc_fail(c, LOOKASIDE_ELIMIT, "too many streams from %s (limit %zu)",
                    c->peer_host, s->opt.max_streams_per_peer);
@@ -411,7 +424,10 @@ static void on_accept(loop_tag *t, bool ok)
     } else {
         ProtobufCMessage *req = decode(c, payload);
         if (req != NULL) {
-            c->m->on_start(c, req);
+            /* A request without a service field is about every service. */
+            const char *svc = auth_request_service(req);
+            if (rpc_authorize(c, c->m->perm, svc ? svc : "*"))
+                c->m->on_start(c, req);
             protobuf_c_message_free_unpacked(req, NULL);
         }
     }
@@ -491,9 +507,14 @@ lookaside_status rpc_server_create(loop *l, const rpc_options *opt, const rpc_me
 int rpc_server_bind(rpc_server *s, const char *addr)
 {
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int port = grpc_server_add_http2_port(s->server, addr, creds);
+    int port = rpc_server_bind_creds(s, addr, creds);
     grpc_server_credentials_release(creds);
     return port;
+}
+
+int rpc_server_bind_creds(rpc_server *s, const char *addr, grpc_server_credentials *creds)
+{
+    return grpc_server_add_http2_port(s->server, addr, creds);
 }
 
 static void on_shutdown_done(loop_tag *t, bool ok)
@@ -654,3 +675,36 @@ void *rpc_method_ctx(const rpc_call *c) { return c->m->ctx; }
 const char *rpc_method_path(const rpc_call *c) { return c->m->path; }
 const char *rpc_peer(const rpc_call *c) { return c->peer ? c->peer : "?"; }
 const char *rpc_peer_host(const rpc_call *c) { return c->peer_host; }
+
+const auth_peer *rpc_auth_peer(const rpc_call *c) { return c->srv->opt.auth ? &c->who : NULL; }
+const char *rpc_identity(const rpc_call *c) { return c->identity; }
+
+void rpc_auth_add_token(rpc_call *c, const char *token)
+{
+    if (c->srv->opt.auth == NULL || token == NULL || token[0] == '\0')
+        return;
+    auth_peer_add_token(&c->who, token);
+    auth_identity(c->srv->opt.auth, &c->who, c->identity, sizeof c->identity);
+}
+
+bool rpc_authorize(rpc_call *c, auth_perm perm, const char *service)
+{
+    auth *a = c->srv->opt.auth;
+    if (a == NULL)
+        return true;
+    lookaside_status st = auth_check(a, &c->who, perm, service);
+    if (st == LOOKASIDE_OK)
+        return true;
+    /* Never the token: only the identity it maps to, if any. */
+    char need[300];
+    if ((perm == AUTH_PERM_WATCH || perm == AUTH_PERM_REPORT) && service)
+        snprintf(need, sizeof need, "%s:%.253s", auth_perm_name(perm), service);
+    else
+        snprintf(need, sizeof need, "%s", auth_perm_name(perm));
+    if (st == LOOKASIDE_EUNAUTH)
+        rpc_fail(c, st, "no identity for %s (needs %s): present a client certificate or a "
+                        "bearer token the policy knows", c->m->path, need);
+    else
+        rpc_fail(c, st, "identity %s lacks %s for %s", c->identity, need, c->m->path);
+    return false;
+}

@@ -21,6 +21,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "lookaside_status.h"
+#include "auth.h"
 #include "loop.h"
 
 typedef struct rpc_server rpc_server;
@@ -49,12 +50,18 @@ typedef struct rpc_method {
     void (*on_send_done)(rpc_call *c, bool ok);
     /* The call is over (peer gone, cancelled, or finished by us). */
     void (*on_close)(rpc_call *c, bool cancelled);
+    /* Checked before on_start when the server has an authorizer. Scoped
+     * permissions (watch, report) use the request's "service" field. Bidi
+     * methods are not checked here: their handler calls rpc_authorize once
+     * the first message names the service. UNSET means admin. */
+    auth_perm perm;
 } rpc_method;
 
 typedef struct rpc_options {
     size_t max_message_bytes;    /* transport-wide receive cap */
     int accepts_per_method;      /* outstanding accepts per method */
     size_t max_streams_per_peer; /* live streaming calls per peer host; 0 = no cap */
+    auth *auth;                  /* borrowed; NULL: no admission or permission checks */
 } rpc_options;
 
 /* Creates a server (not started) with methods[0..n) registered. The method
@@ -63,6 +70,8 @@ lookaside_status rpc_server_create(loop *l, const rpc_options *opt, const rpc_me
                                    size_t n, rpc_server **out);
 /* Binds HOST:PORT (port 0: ephemeral). Returns the bound port, 0 on error. */
 int rpc_server_bind(rpc_server *s, const char *addr);
+/* Same with the given credentials (borrowed; e.g. TLS from server/tls.h). */
+int rpc_server_bind_creds(rpc_server *s, const char *addr, grpc_server_credentials *creds);
 lookaside_status rpc_server_start(rpc_server *s);
 /* Finishes every live call with UNAVAILABLE, stops accepting, waits (by
  * running the loop, bounded by grace_ms) for calls to end, then cancels the
@@ -104,5 +113,19 @@ const char *rpc_method_path(const rpc_call *c);
 const char *rpc_peer(const rpc_call *c);
 /* The peer's host part (no port), for per-peer limits. */
 const char *rpc_peer_host(const rpc_call *c);
+
+/* Authorization (server/auth.h). rpc_authorize: true when the call's peer
+ * holds perm (for service; NULL = for some service, "*" = for every
+ * service) or the server has no
+ * authorizer; otherwise finishes the call with UNAUTHENTICATED or
+ * PERMISSION_DENIED, logged with identity and method, and returns false. */
+bool rpc_authorize(rpc_call *c, auth_perm perm, const char *service);
+/* What the peer presented; NULL when the server has no authorizer. */
+const auth_peer *rpc_auth_peer(const rpc_call *c);
+/* The peer's identity for logs and ownership ("" = anonymous). */
+const char *rpc_identity(const rpc_call *c);
+/* A token presented inside a message (Register.credential) replaces the
+ * metadata one for this call's later checks. */
+void rpc_auth_add_token(rpc_call *c, const char *token);
 
 #endif

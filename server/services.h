@@ -8,14 +8,13 @@
 
 #include <stddef.h>
 
+#include "auth.h"
 #include "registry.h"
 #include "rpc.h"
 
-typedef struct auth auth;
-
 typedef struct server_ctx {
     registry *reg;
-    auth *auth;                  /* NULL: reports need no credential */
+    auth *auth;                  /* NULL: no authorization (unit tests) */
     size_t max_report_bytes;     /* cap of one LoadReport message */
     size_t max_request_bytes;    /* cap of other requests */
     uint32_t grpclb_stats_ms;    /* client stats interval asked of grpclb clients */
@@ -29,12 +28,5 @@ size_t health_methods(server_ctx *ctx, rpc_method *out);
 size_t admin_methods(server_ctx *ctx, rpc_method *out);
 /* grpc.lb.v1.LoadBalancer/BalanceLoad (grpclb for stock gRPC clients). */
 size_t grpclb_methods(server_ctx *ctx, rpc_method *out);
-
-/* Per-service report credentials from a file of "SERVICE CREDENTIAL" lines
- * ('#' comments; SERVICE "*" matches every service). */
-lookaside_status auth_load(const char *path, auth **out, char *err, size_t errlen);
-/* LOOKASIDE_OK, EUNAUTH (none given), EPERM (wrong or no entry). */
-lookaside_status auth_check(const auth *a, const char *service, const char *credential);
-void auth_destroy(auth *a);
 
 #endif

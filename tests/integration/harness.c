@@ -204,10 +204,17 @@ struct tclient {
 
 tclient *tc_connect(const char *addr)
 {
-    tclient *c = calloc(1, sizeof *c);
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-    c->ch = grpc_channel_create(addr, cr, NULL);
+    tclient *c = tc_connect_creds(addr, cr, NULL);
     grpc_channel_credentials_release(cr);
+    return c;
+}
+
+tclient *tc_connect_creds(const char *addr, grpc_channel_credentials *creds,
+                          const grpc_channel_args *args)
+{
+    tclient *c = calloc(1, sizeof *c);
+    c->ch = grpc_channel_create(addr, creds, args);
     return c;
 }
 

@@ -45,6 +45,10 @@ void h_log_dump(const proc *p);
 /* ---- client ---- */
 typedef struct tclient tclient;
 tclient *tc_connect(const char *addr);
+/* With the given credentials (borrowed) and channel args (may be NULL):
+ * TLS tests. */
+tclient *tc_connect_creds(const char *addr, grpc_channel_credentials *creds,
+                          const grpc_channel_args *args);
 /* A client whose HTTP/2 receive window stays small (no BDP probing, 16 KiB
  * lookahead), so a server writing faster than it reads is held back: for
  * tests of slow consumers. */
