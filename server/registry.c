@@ -29,6 +29,7 @@ struct registry {
     snap_catalog *catalog;
     uint64_t catalog_seq;
     bool catalog_dirty;
+    uint64_t max_version;      /* highest version issued by any service */
     int64_t started_mono_ms;
     bool destroying;
     bool stopping;     /* shutting down: keep stored rows for the restart */
@@ -152,11 +153,11 @@ static bool svc_make_known(registry *r, reg_service *s)
     return true;
 }
 
-/* A new phantom service (canonical name). NULL when phantoms are at their
- * cap (max_services) or out of memory. */
-static reg_service *svc_create(registry *r, const char *canon)
+/* A new phantom service (canonical name). NULL when out of memory, or when
+ * it is for a watcher and phantoms are at their cap (max_services). */
+static reg_service *svc_create(registry *r, const char *canon, bool for_watch)
 {
-    if (r->n_phantom >= r->cfg.max_services)
+    if (for_watch && r->n_phantom >= r->cfg.max_services)
         return NULL;
     reg_service *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -186,7 +187,7 @@ static reg_service *svc_obtain_known(registry *r, const char *name, char *msg, s
         return NULL;
     }
     reg_service *s = find_canon(r, canon);
-    if (s == NULL && (s = svc_create(r, canon)) == NULL) {
+    if (s == NULL && (s = svc_create(r, canon, false)) == NULL) {
         snprintf(msg, msglen, "out of memory or too many services");
         return NULL;
     }
@@ -468,14 +469,6 @@ lookaside_status registry_attach(registry *r, const char *service, const char *a
         snprintf(msg, msglen, "service %s has the maximum of %u backends", s->name,
                  r->cfg.max_backends);
         return LOOKASIDE_ELIMIT;
-    }
-    if (b->owner && b->owner != owner &&
-        strcmp(b->owner->identity ? b->owner->identity : "",
-               owner->identity ? owner->identity : "") != 0) {
-        /* No hijack: the live registration stays as it is. */
-        snprintf(msg, msglen, "register.address: %s is held by a live stream of another identity",
-                 b->address);
-        return LOOKASIDE_EPERM;
     }
     if (b->owner && b->owner != owner &&
         strcmp(b->owner->identity ? b->owner->identity : "",
@@ -795,13 +788,21 @@ const snap_service *registry_sub_snapshot(registry *r, const reg_sub *sub)
 
 /* ------------------------------------------------------------- publishing */
 
-/* Never repeats for a name: see registry.h. */
+/* Never repeats for a name: see registry.h. A new incarnation of a name
+ * (version 0 or 1: never published as known in this process) also starts
+ * above every version this process issued, in case the clock did not move
+ * since an earlier incarnation was forgotten. */
 static uint64_t next_version(registry *r, const reg_service *s)
 {
     uint64_t v = s->version + 1;
+    if (s->version <= 1 && r->max_version + 1 > v)
+        v = r->max_version + 1;
     int64_t w = now_wall(r);
     uint64_t clock_v = w > 0 ? (uint64_t)w * 1000u : 0;
-    return clock_v > v ? clock_v : v;
+    v = clock_v > v ? clock_v : v;
+    if (v > r->max_version)
+        r->max_version = v;
+    return v;
 }
 
 static void publish(registry *r, reg_service *s)
@@ -877,10 +878,9 @@ static int64_t heartbeat_ms(const registry *r)
 
 /* Quiet services with subscribers get one heartbeat, packed once and shared
  * by every subscriber that wants it. */
-static void on_heartbeat(loop *l, void *arg)
+static void heartbeat_all(registry *r, int64_t now)
 {
-    registry *r = arg;
-    int64_t now = now_mono(r), period = heartbeat_ms(r);
+    int64_t period = heartbeat_ms(r);
     for (reg_service *s = r->head; s; s = s->lnext) {
         if (s->subs == NULL || s->snap == NULL || s->dirty || now - s->last_sent_mono_ms < period)
             continue;
@@ -895,6 +895,13 @@ static void on_heartbeat(loop *l, void *arg)
         }
         grpc_byte_buffer_destroy(hb);
     }
+}
+
+static void on_heartbeat(loop *l, void *arg)
+{
+    registry *r = arg;
+    int64_t now = now_mono(r), period = heartbeat_ms(r);
+    heartbeat_all(r, now);
     int64_t tick = period / 4 > 10 ? period / 4 : 10;
     r->heartbeat_timer = loop_timer_add(l, now + tick, on_heartbeat, r);
 }
@@ -908,7 +915,7 @@ lookaside_status registry_subscribe(registry *r, const char *name, reg_sub *sub)
         return LOOKASIDE_EINVAL;
     reg_service *s = find_canon(r, canon);
     if (s == NULL) {
-        s = svc_create(r, canon);
+        s = svc_create(r, canon, true);
         if (s == NULL)
             return LOOKASIDE_ELIMIT;
     }
@@ -1040,10 +1047,8 @@ static void sweep_service(registry *r, reg_service *s, int64_t now)
     }
 }
 
-static void on_sweep(loop *l, void *arg)
+static void sweep_all(registry *r, int64_t now)
 {
-    registry *r = arg;
-    int64_t now = now_mono(r);
     for (reg_service *s = r->head, *next; s; s = next) {
         next = s->lnext;
         sweep_service(r, s, now);
@@ -1052,16 +1057,21 @@ static void on_sweep(loop *l, void *arg)
             svc_forget(r, s, "empty and unwatched past the retention");
     }
     catalog_refresh(r);
+}
+
+static void on_sweep(loop *l, void *arg)
+{
+    registry *r = arg;
+    int64_t now = now_mono(r);
+    sweep_all(r, now);
     int64_t period = r->cfg.report_interval_ms / 4;
     if (period < 20)
         period = 20;
     r->sweep_timer = loop_timer_add(l, now + period, on_sweep, r);
 }
 
-static void on_weights(loop *l, void *arg)
+static void weights_all(registry *r, int64_t now)
 {
-    registry *r = arg;
-    int64_t now = now_mono(r);
     for (reg_service *s = r->head; s; s = s->lnext) {
         if (s->n == 0 || s->dirty) {
             refresh_snapshot(r, s);
@@ -1074,6 +1084,13 @@ static void on_weights(loop *l, void *arg)
             refresh_snapshot(r, s);
     }
     catalog_refresh(r);
+}
+
+static void on_weights(loop *l, void *arg)
+{
+    registry *r = arg;
+    int64_t now = now_mono(r);
+    weights_all(r, now);
     r->weights_timer = loop_timer_add(l, now + r->cfg.weight_period_ms, on_weights, r);
 }
 
@@ -1184,6 +1201,17 @@ lookaside_status registry_create(loop *l, storage *st, const registry_config *cf
     r->heartbeat_timer = loop_timer_add(l, now + heartbeat_ms(r) / 4 + 1, on_heartbeat, r);
     *out = r;
     return LOOKASIDE_OK;
+}
+
+void registry_tick(registry *r)
+{
+    int64_t now = now_mono(r);
+    registry_publish_dirty(r);
+    sweep_all(r, now);
+    weights_all(r, now);
+    registry_publish_dirty(r);
+    heartbeat_all(r, now);
+    flush_now(r);
 }
 
 void registry_begin_shutdown(registry *r)
