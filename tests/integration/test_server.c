@@ -493,6 +493,56 @@ static void test_unknown_service_appears(void **state)
     ts_destroy(w);
 }
 
+static int setup_heartbeat(void **state)
+{
+    static const char *const extra[] = {"--heartbeat-ms", "300", NULL};
+    return setup_server(state, extra);
+}
+
+/* A quiet service: a watcher that accepts heartbeats hears one every
+ * heartbeat period (same version, no backends); one that does not hears
+ * nothing. GetServerList and Watch agree on an unknown name (version 1),
+ * whatever its case. */
+static void test_heartbeat(void **state)
+{
+    (void)state;
+    Lookaside__V1__WatchRequest wr = LOOKASIDE__V1__WATCH_REQUEST__INIT;
+    wr.service = "Quiet.Svc";
+    wr.accepts_heartbeat = true;
+    tstream *hb = ts_open(g_c, "/lookaside.v1.Balancer/Watch", &wr.base);
+    tstream *old = watch_open("quiet.svc");
+    ServerList *first = list_recv(hb, 5000);
+    assert_non_null(first);
+    assert_false(first->heartbeat);
+    assert_string_equal(first->service, "quiet.svc");
+    assert_int_equal(first->version, 1);
+    free_list(list_recv(old, 5000));
+    ProtobufCMessage *m = NULL;
+    assert_int_equal(tc_unary(g_c, "/lookaside.v1.Balancer/GetServerList", &wr.base,
+                              &lookaside__v1__server_list__descriptor, &m, NULL, 5000),
+                     GRPC_STATUS_OK);
+    assert_int_equal(((ServerList *)m)->version, 1);
+    protobuf_c_message_free_unpacked(m, NULL);
+    int beats = 0;
+    long long until = h_now_ms() + 5000;
+    while (beats < 3 && h_now_ms() < until) {
+        ServerList *l = list_recv(hb, 1000);
+        if (l == NULL)
+            continue;
+        assert_true(l->heartbeat);
+        assert_int_equal(l->version, 1);
+        assert_int_equal(l->n_backends, 0);
+        assert_int_equal(l->valid_for_ms, first->valid_for_ms);
+        beats++;
+        free_list(l);
+    }
+    assert_int_equal(beats, 3);
+    assert_null(list_recv(old, 300));   /* never to a watcher that did not ask */
+    free_list(first);
+    ts_destroy(hb);
+    ts_destroy(old);
+}
+
 static void test_health_and_admin(void **state)
 {
     (void)state;
@@ -798,6 +848,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_and_oversize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_service_appears, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_and_admin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat, setup_heartbeat, teardown),
         cmocka_unit_test_setup_teardown(test_restart_restores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_ends_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
