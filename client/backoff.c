@@ -35,7 +35,9 @@ double backoff_rand(la_backoff *b)
 
 int64_t backoff_next(la_backoff *b)
 {
-    double jitter = 0.8 + 0.4 * backoff_rand(b);
+    /* Jitter only downwards, so that max_ms is a true cap (a balancer that
+     * comes back is retried within max_ms by everyone). */
+    double jitter = 0.6 + 0.4 * backoff_rand(b);
     int64_t wait = (int64_t)((double)b->cur_ms * jitter);
     if (wait < 1)
         wait = 1;

@@ -1,8 +1,9 @@
 /* backoff.h - exponential reconnect backoff with jitter.
  *
  * Waits start at initial_ms and double up to max_ms; each wait is randomised
- * by +-20 % so that many clients cut off by the same balancer restart do not
- * come back in lockstep. Not thread-safe: one owner (a background thread). */
+ * to 60..100 % of that base so that many clients cut off by the same
+ * balancer restart do not come back in lockstep, and no wait exceeds max_ms.
+ * Not thread-safe: one owner (a background thread). */
 #ifndef LA_BACKOFF_H
 #define LA_BACKOFF_H
 

@@ -9,47 +9,6 @@
 #include "log.h"
 #include "pbio.h"
 
-/* Splits "a,b, c" into trimmed, non-empty targets. */
-lookaside_status la_targets_split(const char *s, char ***out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (s == NULL)
-        return LOOKASIDE_EINVAL;
-    size_t cap = 1;
-    for (const char *p = s; *p; p++)
-        cap += *p == ',';
-    char **v = calloc(cap, sizeof *v);
-    if (v == NULL)
-        return LOOKASIDE_ENOMEM;
-    size_t k = 0;
-    const char *p = s;
-    for (;;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && (*p == ' ' || *p == '\t')) {
-            p++;
-            len--;
-        }
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        if (len == 0 || (v[k] = strndup(p, len)) == NULL) {
-            lookaside_status st = len == 0 ? LOOKASIDE_EINVAL : LOOKASIDE_ENOMEM;
-            for (size_t i = 0; i < k; i++)
-                free(v[i]);
-            free(v);
-            return st;
-        }
-        k++;
-        if (end == NULL)
-            break;
-        p = end + 1;
-    }
-    *out = v;
-    *n = k;
-    return LOOKASIDE_OK;
-}
-
 enum { OP_SEND, OP_RECV, OP_STATUS, OP_KINDS };
 
 struct call_op {

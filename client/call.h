@@ -22,10 +22,6 @@
 #include "bgloop.h"
 #include "lookaside_status.h"
 
-/* Splits "a,b, c" (gRPC targets) into trimmed, non-empty strings (caller
- * frees each and the array). LOOKASIDE_EINVAL for NULL or an empty entry. */
-lookaside_status la_targets_split(const char *s, char ***out, size_t *n);
-
 typedef struct la_call la_call;
 
 typedef struct la_call_handler {

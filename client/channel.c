@@ -14,7 +14,7 @@
  * starts a call on it or asks it to connect. */
 #define KEEPER_TARGET "passthrough:///keeper.lookaside.invalid:1"
 
-#define OWN_ARGS 4
+#define OWN_ARGS 5
 
 static void arg_free(grpc_arg *a)
 {
@@ -138,6 +138,10 @@ grpc_channel *la_channel_open(const la_chan_cfg *cfg, const char *target, bool r
     size_t n = app->num_args;
     add_int(v, &n, app, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, (int)backoff_initial);
     add_int(v, &n, app, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, (int)backoff_max);
+    /* gRPC gives each connection attempt at least this long (default 20 s):
+     * towards a host that drops packets, a retry would wait that long. */
+    add_int(v, &n, app, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+            backoff_max > 2000 ? (int)backoff_max : 2000);
     if (round_robin) {
         add_str(v, &n, app, GRPC_ARG_LB_POLICY_NAME, "round_robin");
         add_str(v, &n, app, GRPC_ARG_SERVICE_CONFIG,

@@ -41,7 +41,8 @@ lookaside_status la_chan_cfg_init(la_chan_cfg *cfg, grpc_channel_credentials *cr
 void la_chan_cfg_free(la_chan_cfg *cfg);
 
 /* Opens a channel on target with cfg's credentials and args. The library's
- * own args (reconnect backoff between backoff_initial and backoff_max ms;
+ * own args (reconnect backoff between backoff_initial and backoff_max ms,
+ * each connection attempt given max(backoff_max, 2 s);
  * with round_robin, that policy and a service config selecting it) are
  * added only where the application's args do not set the same key, so the
  * application can override them. cfg NULL: insecure, no extra args. NULL on

@@ -55,8 +55,8 @@ void lookaside_client_options_init(lookaside_client_options *opt)
 {
     memset(opt, 0, sizeof *opt);
     opt->connect_timeout_ms = 3000;
-    opt->backoff_initial_ms = 1000;
-    opt->backoff_max_ms = 30000;
+    opt->backoff_initial_ms = 100;
+    opt->backoff_max_ms = 1000;
     opt->eject_consecutive_failures = 5;
     opt->eject_base_ms = 30000;
     opt->eject_max_ms = 300000;
@@ -74,8 +74,7 @@ static void service_tick(la_service *svc, int64_t now, int64_t *next)
     if (!svc->started) {
         svc->started = true;
         svc->watch_since_ms = now;
-        svc->retry_at_ms = now;
-        backoff_init(&svc->backoff, c->backoff_initial_ms, c->backoff_max_ms, svc->pos_slot);
+        lbretry_init(&svc->retry, &c->lb, svc->pos_slot, now);
     }
     pthread_mutex_lock(&c->mu);
     grpc_byte_buffer *inj = svc->injected;
@@ -85,10 +84,12 @@ static void service_tick(la_service *svc, int64_t now, int64_t *next)
         client_apply_list(svc, inj);
         grpc_byte_buffer_destroy(inj);
     }
-    if (svc->watch == NULL && svc->retry_at_ms != 0 && now >= svc->retry_at_ms)
-        client_watch_start(svc, now);
-    if (svc->watch == NULL && svc->retry_at_ms != 0 && svc->retry_at_ms < *next)
-        *next = svc->retry_at_ms;
+    int64_t retry = svc->retry.retry_at_ms;
+    if (svc->watch == NULL && retry != 0 && now >= retry)
+        client_watch_start(svc);
+    retry = svc->retry.retry_at_ms;
+    if (svc->watch == NULL && retry != 0 && retry < *next)
+        *next = retry;
     client_fallback_tick(svc, now, next);
     if (atomic_exchange(&svc->eject_check, false) ||
         (svc->eject_next_ms != 0 && now >= svc->eject_next_ms)) {
@@ -153,11 +154,7 @@ static int64_t teardown_tick(lookaside_client *c, int64_t now, bgloop_io *io)
             retired_add(&c->retired, old, svc->unlinked, ebr_retire_tag());
             svc->unlinked = NULL;
         }
-        for (size_t i = 0; i < c->n_lb; i++) {
-            if (c->lb_ch[i])
-                grpc_channel_destroy(c->lb_ch[i]);
-            c->lb_ch[i] = NULL;
-        }
+        lbconn_close_channels(&c->lb);
     }
     bool pending = retired_reclaim(&c->retired, true, client_backend_close);
     if (!pending && c->live_calls == 0 && c->live_watches == 0)
@@ -206,14 +203,10 @@ static void client_free(lookaside_client *c)
         free(svc);
     }
     free(c->services);
-    for (size_t i = 0; i < c->n_lb; i++)
-        free(c->lb_targets[i]);
-    free(c->lb_targets);
-    free(c->lb_ch);
+    lbconn_free(&c->lb);
     free(c->zone);
     free(c->client_id);
     free(c->fallback_target);
-    la_chan_cfg_free(&c->lb_cfg);
     la_chan_cfg_free(&c->backend_cfg);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);
@@ -241,14 +234,7 @@ lookaside_status lookaside_client_create(const lookaside_client_options *opt,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cond, &ca);
     pthread_condattr_destroy(&ca);
-    lookaside_status st = la_targets_split(opt->lb_target, &c->lb_targets, &c->n_lb);
-    if (st != LOOKASIDE_OK) {
-        client_free(c);
-        return st;
-    }
     c->connect_timeout_ms = OR_DEFAULT(opt->connect_timeout_ms, 3000);
-    c->backoff_initial_ms = OR_DEFAULT(opt->backoff_initial_ms, 1000);
-    c->backoff_max_ms = OR_DEFAULT(opt->backoff_max_ms, 30000);
     c->fallback_refresh_ms = OR_DEFAULT(opt->fallback_refresh_ms, 30000);
     c->max_services = OR_DEFAULT(opt->max_services, 64);
     c->ep.consecutive = OR_DEFAULT(opt->eject_consecutive_failures, 5);
@@ -263,16 +249,17 @@ lookaside_status lookaside_client_create(const lookaside_client_options *opt,
     c->pp.zone = c->zone;
     c->pp.zone_affinity = !opt->zone_affinity_off;
     c->pp.zone_min_healthy_percent = OR_DEFAULT(opt->zone_min_healthy_percent, 50);
-    c->lb_ch = calloc(c->n_lb, sizeof *c->lb_ch);
     c->services = calloc(c->max_services, sizeof *c->services);
-    if (c->client_id == NULL || c->lb_ch == NULL || c->services == NULL ||
+    if (c->client_id == NULL || c->services == NULL ||
         (opt->zone && opt->zone[0] && c->zone == NULL) ||
         (opt->fallback_target && opt->fallback_target[0] && c->fallback_target == NULL)) {
         client_free(c);
         return LOOKASIDE_ENOMEM;
     }
     grpc_init();
-    st = la_chan_cfg_init(&c->lb_cfg, opt->balancer_creds, opt->balancer_args);
+    lookaside_status st = lbconn_init(&c->lb, "client", opt->lb_target, opt->balancer_creds,
+                                      opt->balancer_args, opt->backoff_initial_ms,
+                                      opt->backoff_max_ms);
     if (st == LOOKASIDE_OK)
         st = la_chan_cfg_init(&c->backend_cfg, opt->backend_creds, opt->backend_args);
     if (st == LOOKASIDE_OK)

@@ -80,7 +80,9 @@ static void conn_event(bgloop_event *ev, bool ok)
         pthread_mutex_lock(&c->mu);
         b->conn = s;
         pthread_mutex_unlock(&c->mu);
-        if (!b->is_fallback) {
+        if (failed && b->held) {
+            client_drop_held(svc, b);
+        } else if (!b->is_fallback) {
             if (failed && !was_failed &&
                 atomic_fetch_add(&b->consec_fail, 1) + 1 >= c->ep.consecutive)
                 atomic_store(&svc->eject_check, true);

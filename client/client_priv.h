@@ -16,10 +16,10 @@
 
 #include <grpc/grpc.h>
 
-#include "backoff.h"
 #include "bgloop.h"
 #include "call.h"
 #include "channel.h"
+#include "lbconn.h"
 #include "lookaside.h"
 #include "pick.h"
 
@@ -42,11 +42,7 @@ typedef struct la_service {
     size_t n;
     la_backend *unlinked; /* left the list, not yet tagged (next publish) */
     la_call *watch;
-    bool watch_got_msg;
-    size_t lb_index;
-    size_t round_fails;
-    la_backoff backoff;
-    int64_t retry_at_ms; /* 0: no retry pending */
+    la_lbretry retry;
     int64_t watch_since_ms;
     uint64_t streams;
     bool have_lb_list; /* a non-empty list came from the balancer */
@@ -69,23 +65,19 @@ typedef struct la_service {
     uint32_t pickable;
     bool zone_local;
     uint64_t lists;
+    uint64_t heartbeats;
     uint64_t lists_published; /* lists when the last snapshot was published */
     uint64_t reconnects;
     bool ready;
 } la_service;
 
 struct lookaside_client {
-    char **lb_targets;
-    size_t n_lb;
-    grpc_channel **lb_ch; /* background thread, created lazily */
-    la_chan_cfg lb_cfg;      /* balancer channels' credentials and args */
-    la_chan_cfg backend_cfg; /* backend and fallback channels' */
+    la_lbconn lb;            /* balancer targets and channels */
+    la_chan_cfg backend_cfg; /* backend and fallback channels' settings */
     char *zone;
     char *client_id;
     char *fallback_target;
     uint32_t connect_timeout_ms;
-    uint32_t backoff_initial_ms;
-    uint32_t backoff_max_ms;
     uint32_t fallback_refresh_ms;
     uint32_t max_services;
     pick_params pp;
@@ -126,7 +118,9 @@ void client_backend_close(la_backend *b);
 void client_publish(la_service *svc);
 
 /* client_watch.c (loop thread) */
-void client_watch_start(la_service *svc, int64_t now);
+/* Removes b, a backend kept by self-preservation whose channel failed. */
+void client_drop_held(la_service *svc, la_backend *b);
+void client_watch_start(la_service *svc);
 /* Applies a packed ServerList as if it came on svc's Watch stream. */
 void client_apply_list(la_service *svc, grpc_byte_buffer *bb);
 /* Enters, refreshes or waits for the DNS fallback; lowers *next to when it

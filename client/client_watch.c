@@ -18,14 +18,6 @@
 #define MAX_LIST_BYTES (16u << 20)
 #define MAX_WEIGHT 1000000u
 
-static grpc_channel *lb_channel(lookaside_client *c, size_t i)
-{
-    if (c->lb_ch[i] == NULL)
-        c->lb_ch[i] =
-            la_channel_open(&c->lb_cfg, c->lb_targets[i], false, 1000, c->backoff_max_ms);
-    return c->lb_ch[i];
-}
-
 /* ------------------------------------------------------------ lists */
 
 struct entry {
@@ -68,9 +60,88 @@ static void fallback_leave(la_service *svc)
     }
 }
 
+/* Whether b counts for self-preservation: listed as serving and with a
+ * channel that is not failing (a backend whose connection is already broken
+ * may leave at once). */
+static bool preservable(const la_backend *b)
+{
+    return b->state != LA_DRAINING && !conn_failed(b->conn);
+}
+
+/* Self-preservation (rule in lookaside.h): marks (b->preserve) which of the
+ * current backends that the sorted entries e[0..ne) drop are kept anyway,
+ * connected ones first. Returns how many. */
+static size_t preserve_plan(la_service *svc, const struct entry *e, size_t ne)
+{
+    size_t base = 0, gone = 0, i = 0;
+    for (size_t j = 0; j < svc->n; j++) {
+        la_backend *b = svc->list[j];
+        b->preserve = false;
+        b->dropped = false;
+        while (i < ne && strcmp(e[i].addr, b->addr) < 0)
+            i++;
+        b->dropped = !(i < ne && strcmp(e[i].addr, b->addr) == 0);
+        if (!preservable(b))
+            continue;
+        base++;
+        gone += b->dropped;
+    }
+    size_t keep = gone > base / 2 ? gone - base / 2 : 0, kept = 0;
+    for (int pass = 0; pass < 2 && kept < keep; pass++)
+        for (size_t j = 0; j < svc->n && kept < keep; j++) {
+            la_backend *b = svc->list[j];
+            if (b->dropped && !b->preserve && preservable(b) &&
+                (pass == 1 || b->conn == GRPC_CHANNEL_READY)) {
+                b->preserve = true;
+                kept++;
+            }
+        }
+    if (kept > 0)
+        log_warn("client",
+                 "%s: the list drops %zu of %zu serving backends without a drain; keeping %zu "
+                 "(self-preservation: at most half leave per list)",
+                 svc->name, gone, base, kept);
+    return kept;
+}
+
+/* An old backend the new list does not have: kept (self-preservation) into
+ * list[*nl], or unlinked. Under c->mu. */
+static void drop_or_hold(la_service *svc, la_backend *b, la_backend **list, size_t *nl)
+{
+    if (b->preserve) {
+        b->held = true;
+        list[(*nl)++] = b;
+        return;
+    }
+    log_info("client", "%s: backend %s removed", svc->name, b->addr);
+    client_backend_unlink(svc, b);
+}
+
+/* A heartbeat: the list at m->version is still current. */
+static void on_heartbeat(la_service *svc, const Lookaside__V1__ServerList *m, int64_t now)
+{
+    lookaside_client *c = svc->c;
+    pthread_mutex_lock(&c->mu);
+    bool match = m->version == svc->version && (svc->source == LOOKASIDE_SOURCE_LB ||
+                                                svc->source == LOOKASIDE_SOURCE_RESTORED);
+    if (match) {
+        svc->list_ms = now;
+        svc->valid_for_ms = m->valid_for_ms;
+        svc->heartbeats++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!match)
+        log_debug("client", "%s: heartbeat for version %llu ignored (have %llu)", svc->name,
+                  (unsigned long long)m->version, (unsigned long long)svc->version);
+}
+
 static void on_list(la_service *svc, const Lookaside__V1__ServerList *m, int64_t now)
 {
     lookaside_client *c = svc->c;
+    if (m->heartbeat) {
+        on_heartbeat(svc, m, now);
+        return;
+    }
     if (m->state == LOOKASIDE__V1__LIST_STATE__LIST_STATE_UNKNOWN_SERVICE && m->n_backends == 0 &&
         svc->n > 0) {
         if (!svc->unknown_logged)
@@ -81,7 +152,7 @@ static void on_list(la_service *svc, const Lookaside__V1__ServerList *m, int64_t
     }
     svc->unknown_logged = false;
     struct entry *e = calloc(m->n_backends ? m->n_backends : 1, sizeof *e);
-    la_backend **list = calloc(m->n_backends ? m->n_backends : 1, sizeof *list);
+    la_backend **list = calloc(m->n_backends + svc->n + 1, sizeof *list);
     if (e == NULL || list == NULL) {
         free(e);
         free(list);
@@ -102,14 +173,16 @@ static void on_list(la_service *svc, const Lookaside__V1__ServerList *m, int64_t
     /* Merge the sorted entries with the sorted current list. */
     size_t nl = 0, j = 0;
     pthread_mutex_lock(&c->mu);
+    preserve_plan(svc, e, ne);
     for (size_t i = 0; i < ne; i++) {
         if (nl > 0 && strcmp(list[nl - 1]->addr, e[i].addr) == 0)
             continue; /* duplicate address: first wins */
         while (j < svc->n && strcmp(svc->list[j]->addr, e[i].addr) < 0)
-            client_backend_unlink(svc, svc->list[j++]);
+            drop_or_hold(svc, svc->list[j++], list, &nl);
         la_backend *b = NULL;
         if (j < svc->n && strcmp(svc->list[j]->addr, e[i].addr) == 0) {
             b = svc->list[j++];
+            b->held = false;
         } else {
             b = client_backend_open(c, svc, e[i].addr, false);
             if (b == NULL) {
@@ -121,10 +194,8 @@ static void on_list(la_service *svc, const Lookaside__V1__ServerList *m, int64_t
         set_fields(b, e[i].m);
         list[nl++] = b;
     }
-    while (j < svc->n) {
-        log_info("client", "%s: backend %s removed", svc->name, svc->list[j]->addr);
-        client_backend_unlink(svc, svc->list[j++]);
-    }
+    while (j < svc->n)
+        drop_or_hold(svc, svc->list[j++], list, &nl);
     free(svc->list);
     svc->list = list;
     svc->n = nl;
@@ -141,6 +212,25 @@ static void on_list(la_service *svc, const Lookaside__V1__ServerList *m, int64_t
         svc->have_lb_list = true;
         fallback_leave(svc);
     }
+    svc->dirty = true;
+}
+
+void client_drop_held(la_service *svc, la_backend *b)
+{
+    lookaside_client *c = svc->c;
+    pthread_mutex_lock(&c->mu);
+    size_t k = 0;
+    for (size_t j = 0; j < svc->n; j++)
+        if (svc->list[j] != b)
+            svc->list[k++] = svc->list[j];
+    bool found = k != svc->n;
+    svc->n = k;
+    pthread_mutex_unlock(&c->mu);
+    if (!found)
+        return;
+    log_info("client", "%s: backend %s (kept by self-preservation) removed: its connection failed",
+             svc->name, b->addr);
+    client_backend_unlink(svc, b);
     svc->dirty = true;
 }
 
@@ -165,27 +255,13 @@ static void watch_on_recv(void *owner, la_call *call, grpc_byte_buffer *bb)
     la_service *svc = owner;
     if (bb == NULL)
         return; /* on_status follows */
-    if (!svc->watch_got_msg) {
-        svc->watch_got_msg = true;
-        backoff_reset(&svc->backoff);
-        svc->round_fails = 0;
+    if (!svc->retry.answered) {
+        lbretry_answered(&svc->retry);
         pthread_mutex_lock(&svc->c->mu);
         svc->lb_connected = true;
         pthread_mutex_unlock(&svc->c->mu);
     }
     client_apply_list(svc, bb);
-}
-
-static void watch_failed(la_service *svc, int64_t now)
-{
-    lookaside_client *c = svc->c;
-    svc->lb_index = (svc->lb_index + 1) % c->n_lb;
-    if (++svc->round_fails < c->n_lb) {
-        svc->retry_at_ms = now; /* try the next balancer at once */
-    } else {
-        svc->round_fails = 0;
-        svc->retry_at_ms = now + backoff_next(&svc->backoff);
-    }
 }
 
 static void watch_on_status(void *owner, la_call *call, grpc_status_code code, const char *details)
@@ -199,20 +275,8 @@ static void watch_on_status(void *owner, la_call *call, grpc_status_code code, c
     pthread_mutex_unlock(&c->mu);
     if (c->tearing_down)
         return;
-    int64_t now = clock_mono_ms();
-    if (svc->watch_got_msg) {
-        log_warn("client", "%s: watch stream to %s ended (%d: %s); keeping the last list",
-                 svc->name, c->lb_targets[svc->lb_index], (int)code, details);
-        svc->retry_at_ms = now + backoff_next(&svc->backoff);
-    } else {
-        if (code == GRPC_STATUS_UNAVAILABLE)
-            log_debug("client", "%s: watch on %s failed (%d: %s)", svc->name,
-                      c->lb_targets[svc->lb_index], (int)code, details);
-        else
-            log_warn("client", "%s: balancer %s refused the watch (%d: %s)", svc->name,
-                     c->lb_targets[svc->lb_index], (int)code, details);
-        watch_failed(svc, now);
-    }
+    /* The last list stays in use (fail static). */
+    lbretry_ended(&c->lb, &svc->retry, svc->name, code, details, clock_mono_ms());
 }
 
 static const la_call_handler watch_handler = {
@@ -221,26 +285,17 @@ static const la_call_handler watch_handler = {
     .on_status = watch_on_status,
 };
 
-void client_watch_start(la_service *svc, int64_t now)
+void client_watch_start(la_service *svc)
 {
     lookaside_client *c = svc->c;
-    svc->retry_at_ms = 0;
     Lookaside__V1__WatchRequest req = LOOKASIDE__V1__WATCH_REQUEST__INIT;
     req.service = svc->name;
     req.client_zone = c->zone ? c->zone : "";
     req.client_id = c->client_id;
-    grpc_channel *ch = lb_channel(c, svc->lb_index);
-    lookaside_status st = LOOKASIDE_ENOMEM;
-    if (ch != NULL)
-        st = la_call_start(ch, c->loop, WATCH_METHOD, &req.base, true, &watch_handler, svc,
-                           &c->live_calls, &svc->watch);
-    if (st != LOOKASIDE_OK) {
-        svc->watch = NULL;
-        log_warn("client", "%s: cannot start a watch: %s", svc->name, lookaside_status_str(st));
-        watch_failed(svc, now);
+    req.accepts_heartbeat = true;
+    if (lbconn_start(&c->lb, &svc->retry, c->loop, WATCH_METHOD, &req.base, true,
+                     &watch_handler, svc, &c->live_calls, &svc->watch) != LOOKASIDE_OK)
         return;
-    }
-    svc->watch_got_msg = false;
     if (svc->streams++ > 0) {
         pthread_mutex_lock(&c->mu);
         svc->reconnects++;

@@ -52,8 +52,29 @@
  *
  * Fail static: when the balancer's stream breaks, the last list stays in use
  * and the library reconnects with exponential backoff and jitter (backoff_
- * initial_ms doubling to backoff_max_ms, each wait randomised by +-20 %),
- * trying the balancer targets in turn. When no non-empty list arrives within
+ * initial_ms doubling to backoff_max_ms, by default 100 ms to a cap of 1 s;
+ * each wait is randomised to 60..100 % of its base, so it never exceeds the
+ * cap), trying the balancer targets in turn. The short cap is deliberate: a
+ * balancer that comes back is watched again (and reported to) within about
+ * a second, inside the window in which a restarted balancer keeps the
+ * backends it restored. The balancer channels' own reconnect backoff uses
+ * the same bounds.
+ *
+ * Staleness: a list is stale when nothing (list or heartbeat) has arrived on
+ * the Watch stream for valid_for_ms. The client asks for heartbeats
+ * (WatchRequest.accepts_heartbeat): a ServerList with heartbeat set and the
+ * current version confirms the list in use without touching its backends; a
+ * heartbeat for another version is ignored.
+ *
+ * Self-preservation (after Eureka's): a new list may remove at most half
+ * (rounded down) of the currently listed serving backends whose channels
+ * are not failing. When a list would remove more at once without their
+ * being drained first (a partition between balancer and backends, an
+ * expired lease, a balancer that lost its state), the client keeps the
+ * excess, preferring connected ones; kept backends are still picked, and
+ * leave when their connection fails or, by the same rule, with later lists.
+ * Backends the list marked DRAINING, and backends whose connection has
+ * failed, leave at once and do not count. When no non-empty list arrives within
  * connect_timeout_ms of lookaside_client_watch() and the service has a
  * fallback target, picks hand out one plain gRPC channel on that target with
  * the round_robin policy until the balancer answers (the fallback channel is
@@ -144,7 +165,7 @@ typedef struct lookaside_client_options {
     /* How long lookaside_client_watch() waits for a first non-empty list
      * before using the fallback target. Default 3000. */
     uint32_t connect_timeout_ms;
-    /* Reconnect backoff towards the balancer. Defaults 1000 and 30000. */
+    /* Reconnect backoff towards the balancer. Defaults 100 and 1000. */
     uint32_t backoff_initial_ms;
     uint32_t backoff_max_ms;
     /* Outlier ejection. Defaults: 5 failures, 30000 ms base, 300000 ms max,
@@ -250,7 +271,8 @@ const char *lookaside_list_source_str(lookaside_list_source s);
 typedef struct lookaside_service_info {
     lookaside_list_source source;
     uint64_t version;         /* ServerList.version; 0 without a list */
-    int64_t age_ms;           /* since the list in use arrived; -1 without one */
+    int64_t age_ms;           /* since the last list or heartbeat arrived; -1
+                                 without a list */
     uint32_t valid_for_ms;    /* from the balancer */
     bool stale;               /* age_ms > valid_for_ms (still used: fail static) */
     bool lb_connected;        /* the Watch stream is up right now */
@@ -344,7 +366,8 @@ typedef struct lookaside_reporter_options {
     /* Optional callback, see lookaside_load_fn. */
     lookaside_load_fn load_cb;
     void *load_cb_arg;
-    /* Reconnect backoff. Defaults 1000 and 30000. */
+    /* Reconnect backoff (as in lookaside_client_options). Defaults 100 and
+     * 1000. */
     uint32_t backoff_initial_ms;
     uint32_t backoff_max_ms;
     /* Cores for CPU utilisation; 0 counts the CPUs this process may run on

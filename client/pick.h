@@ -57,12 +57,14 @@ typedef struct la_backend {
     grpc_connectivity_state conn;
     bool ejected;
     bool pickable;            /* in the published snapshot */
+    bool held;                /* kept by self-preservation, not in the last list */
     uint32_t times_ejected;
     int64_t eject_until_ms;
     int64_t eject_end_ms;     /* when the last ejection ended */
 
     /* Background thread only. */
     bool retired;             /* left the list; freed when safe */
+    bool preserve, dropped;   /* on_list's self-preservation plan */
     uint64_t retire_tag;      /* ebr tag */
     bool watch_pending;       /* a connectivity watch is on the queue */
     bgloop_event conn_ev;

@@ -19,10 +19,9 @@
 
 #include <grpc/support/time.h>
 
-#include "backoff.h"
 #include "bgloop.h"
 #include "call.h"
-#include "channel.h"
+#include "lbconn.h"
 #include "log.h"
 #include "lookaside/v1/lookaside.pb-c.h"
 #include "pbio.h"
@@ -36,18 +35,13 @@
 #define INTERVAL_DEFAULT_MS 1000
 
 struct lookaside_reporter {
-    char **lb_targets;
-    size_t n_lb;
-    grpc_channel **lb_ch;
-    la_chan_cfg lb_cfg;
+    la_lbconn lb;
     char *service;
     char *address;
     char *zone;
     char *credential;
     lookaside_load_fn cb;
     void *cb_arg;
-    uint32_t backoff_initial_ms;
-    uint32_t backoff_max_ms;
     bgloop *loop;
     _Atomic bool destroying;
 
@@ -59,16 +53,12 @@ struct lookaside_reporter {
 
     /* Reporter thread. */
     la_call *call;
-    bool got_ack;           /* this stream was acked at least once */
     uint64_t sent;          /* messages started on this stream */
     bool stream_draining;   /* what this stream last said */
     uint64_t drain_ordinal; /* ordinal of the last Drain sent, 0 none */
     bool half_closed;
     int64_t next_load_ms;
-    int64_t retry_at_ms;    /* 0: none pending */
-    size_t lb_index;
-    size_t round_fails;
-    la_backoff backoff;
+    la_lbretry retry;       /* .answered: this stream was acked */
     uint64_t base_finished;
     uint64_t base_errors;
     int64_t base_ns;
@@ -92,8 +82,8 @@ struct lookaside_reporter {
 void lookaside_reporter_options_init(lookaside_reporter_options *opt)
 {
     memset(opt, 0, sizeof *opt);
-    opt->backoff_initial_ms = 1000;
-    opt->backoff_max_ms = 30000;
+    opt->backoff_initial_ms = 100;
+    opt->backoff_max_ms = 1000;
 }
 
 static void abs_deadline(uint32_t timeout_ms, struct timespec *ts)
@@ -105,15 +95,6 @@ static void abs_deadline(uint32_t timeout_ms, struct timespec *ts)
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000L;
     }
-}
-
-static grpc_channel *lb_channel(lookaside_reporter *r)
-{
-    size_t i = r->lb_index;
-    if (r->lb_ch[i] == NULL)
-        r->lb_ch[i] =
-            la_channel_open(&r->lb_cfg, r->lb_targets[i], false, 1000, r->backoff_max_ms);
-    return r->lb_ch[i];
 }
 
 /* ------------------------------------------------------------ messages */
@@ -221,17 +202,6 @@ static lookaside_status send_drain(lookaside_reporter *r, bool draining)
 
 /* ------------------------------------------------------------ stream */
 
-static void stream_failed(lookaside_reporter *r, int64_t now)
-{
-    r->lb_index = (r->lb_index + 1) % r->n_lb;
-    if (++r->round_fails < r->n_lb) {
-        r->retry_at_ms = now;
-    } else {
-        r->round_fails = 0;
-        r->retry_at_ms = now + backoff_next(&r->backoff);
-    }
-}
-
 static void rep_on_recv(void *owner, la_call *call, grpc_byte_buffer *bb)
 {
     (void)call;
@@ -251,10 +221,8 @@ static void rep_on_recv(void *owner, la_call *call, grpc_byte_buffer *bb)
     if (iv > INTERVAL_MAX_MS)
         iv = INTERVAL_MAX_MS;
     int64_t now = clock_mono_ms();
-    if (!r->got_ack) {
-        r->got_ack = true;
-        backoff_reset(&r->backoff);
-        r->round_fails = 0;
+    if (!r->retry.answered) {
+        lbretry_answered(&r->retry);
         r->next_load_ms = now; /* the first load right away */
         log_info("reporter", "%s %s: registered (token %s, interval %u ms)", r->service,
                  r->address, ack->token ? ack->token : "", iv);
@@ -297,22 +265,7 @@ static void rep_on_status(void *owner, la_call *call, grpc_status_code code, con
     pthread_mutex_unlock(&r->mu);
     if (r->tearing_down || stopped)
         return;
-    int64_t now = clock_mono_ms();
-    if (r->got_ack) {
-        log_warn("reporter", "%s %s: report stream ended (%d: %s); reconnecting", r->service,
-                 r->address, (int)code, details);
-        r->retry_at_ms = now + backoff_next(&r->backoff);
-    } else {
-        /* UNAVAILABLE: nobody there yet (retried quietly); anything else is
-         * the balancer refusing us (credential, name), worth a warning. */
-        if (code == GRPC_STATUS_UNAVAILABLE)
-            log_debug("reporter", "%s: report stream to %s failed (%d: %s)", r->service,
-                      r->lb_targets[r->lb_index], (int)code, details);
-        else
-            log_warn("reporter", "%s %s: balancer %s refused the report stream (%d: %s)",
-                     r->service, r->address, r->lb_targets[r->lb_index], (int)code, details);
-        stream_failed(r, now);
-    }
+    lbretry_ended(&r->lb, &r->retry, r->address, code, details, clock_mono_ms());
 }
 
 static const la_call_handler rep_handler = {
@@ -321,9 +274,8 @@ static const la_call_handler rep_handler = {
     .on_status = rep_on_status,
 };
 
-static void stream_start(lookaside_reporter *r, int64_t now)
+static void stream_start(lookaside_reporter *r)
 {
-    r->retry_at_ms = 0;
     Lookaside__V1__Register reg = LOOKASIDE__V1__REGISTER__INIT;
     reg.service = r->service;
     reg.address = r->address;
@@ -332,17 +284,9 @@ static void stream_start(lookaside_reporter *r, int64_t now)
     Lookaside__V1__LoadReport m = LOOKASIDE__V1__LOAD_REPORT__INIT;
     m.kind_case = LOOKASIDE__V1__LOAD_REPORT__KIND_REGISTER;
     m.register_ = &reg;
-    grpc_channel *ch = lb_channel(r);
-    lookaside_status st = LOOKASIDE_ENOMEM;
-    if (ch != NULL)
-        st = la_call_start(ch, r->loop, REPORT_METHOD, &m.base, false, &rep_handler, r,
-                           &r->live_calls, &r->call);
-    if (st != LOOKASIDE_OK) {
-        r->call = NULL;
-        stream_failed(r, now);
+    if (lbconn_start(&r->lb, &r->retry, r->loop, REPORT_METHOD, &m.base, false, &rep_handler, r,
+                     &r->live_calls, &r->call) != LOOKASIDE_OK)
         return;
-    }
-    r->got_ack = false;
     r->sent = 1;
     r->stream_draining = false;
     r->drain_ordinal = 0;
@@ -359,11 +303,7 @@ static int64_t rep_tick_inner(lookaside_reporter *r, int64_t now)
             r->tearing_down = true;
             la_call_release(r->call);
             r->call = NULL;
-            for (size_t i = 0; i < r->n_lb; i++) {
-                if (r->lb_ch[i])
-                    grpc_channel_destroy(r->lb_ch[i]);
-                r->lb_ch[i] = NULL;
-            }
+            lbconn_close_channels(&r->lb);
         }
         return r->live_calls == 0 ? -1 : now + 20;
     }
@@ -374,12 +314,13 @@ static int64_t rep_tick_inner(lookaside_reporter *r, int64_t now)
     if (r->call == NULL) {
         if (stopped)
             return next;
-        if (r->retry_at_ms != 0 && now >= r->retry_at_ms)
-            stream_start(r, now);
+        if (r->retry.retry_at_ms != 0 && now >= r->retry.retry_at_ms)
+            stream_start(r);
+        int64_t retry = r->retry.retry_at_ms;
         if (r->call == NULL)
-            return r->retry_at_ms != 0 && r->retry_at_ms < next ? r->retry_at_ms : next;
+            return retry != 0 && retry < next ? retry : next;
     }
-    if (!r->got_ack || la_call_sending(r->call) || r->half_closed)
+    if (!r->retry.answered || la_call_sending(r->call) || r->half_closed)
         return next;
     if (stopped) {
         la_call_half_close(r->call);
@@ -424,10 +365,7 @@ static int64_t rep_tick(void *arg, int64_t now, bgloop_io *io)
 
 static void reporter_free(lookaside_reporter *r)
 {
-    for (size_t i = 0; i < r->n_lb; i++)
-        free(r->lb_targets[i]);
-    free(r->lb_targets);
-    free(r->lb_ch);
+    lbconn_free(&r->lb);
     free(r->service);
     free(r->address);
     free(r->zone);
@@ -435,7 +373,6 @@ static void reporter_free(lookaside_reporter *r)
         memset(r->credential, 0, strlen(r->credential));
         free(r->credential);
     }
-    la_chan_cfg_free(&r->lb_cfg);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -462,19 +399,13 @@ lookaside_status lookaside_reporter_create(const lookaside_reporter_options *opt
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cond, &ca);
     pthread_condattr_destroy(&ca);
-    lookaside_status st = la_targets_split(opt->lb_target, &r->lb_targets, &r->n_lb);
-    if (st != LOOKASIDE_OK) {
-        reporter_free(r);
-        return st;
-    }
     char canon[LA_ADDR_STRLEN];
     addr_format(&a, canon, sizeof canon);
     r->service = strdup(opt->service);
     r->address = strdup(canon);
     r->zone = opt->zone && opt->zone[0] ? strdup(opt->zone) : NULL;
     r->credential = opt->credential && opt->credential[0] ? strdup(opt->credential) : NULL;
-    r->lb_ch = calloc(r->n_lb, sizeof *r->lb_ch);
-    if (r->service == NULL || r->address == NULL || r->lb_ch == NULL ||
+    if (r->service == NULL || r->address == NULL ||
         (opt->zone && opt->zone[0] && r->zone == NULL) ||
         (opt->credential && opt->credential[0] && r->credential == NULL)) {
         reporter_free(r);
@@ -482,15 +413,14 @@ lookaside_status lookaside_reporter_create(const lookaside_reporter_options *opt
     }
     r->cb = opt->load_cb;
     r->cb_arg = opt->load_cb_arg;
-    r->backoff_initial_ms = opt->backoff_initial_ms ? opt->backoff_initial_ms : 1000;
-    r->backoff_max_ms = opt->backoff_max_ms ? opt->backoff_max_ms : 30000;
-    backoff_init(&r->backoff, r->backoff_initial_ms, r->backoff_max_ms, a.port);
     procload_init(&r->pl, opt->cpu_cores);
     r->base_ns = clock_mono_ns();
-    r->retry_at_ms = clock_mono_ms();
     r->info.interval_ms = INTERVAL_DEFAULT_MS;
     grpc_init();
-    st = la_chan_cfg_init(&r->lb_cfg, opt->balancer_creds, opt->balancer_args);
+    lookaside_status st = lbconn_init(&r->lb, "reporter", opt->lb_target, opt->balancer_creds,
+                                      opt->balancer_args, opt->backoff_initial_ms,
+                                      opt->backoff_max_ms);
+    lbretry_init(&r->retry, &r->lb, a.port, clock_mono_ms());
     if (st == LOOKASIDE_OK)
         st = bgloop_start("lookaside-rep", rep_tick, r, &r->loop);
     if (st != LOOKASIDE_OK) {

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "backoff.h"
-#include "call.h"
+#include "lbconn.h"
 #include "procload.h"
 #include "util.h"
 
@@ -18,25 +18,26 @@ static void test_backoff(void **st)
 {
     (void)st;
     la_backoff b;
-    backoff_init(&b, 1000, 30000, 42);
-    /* 1 s doubling to 30 s, each wait within +-20 %. */
-    static const int64_t base[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000};
+    backoff_init(&b, 100, 1000, 42);
+    /* The defaults: 100 ms doubling to a cap of 1 s, each wait 60..100 % of
+     * its base, so never above the cap. */
+    static const int64_t base[] = {100, 200, 400, 800, 1000, 1000, 1000, 1000};
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
             int64_t w = backoff_next(&b);
-            assert_true(w >= base[i] * 8 / 10 && w <= base[i] * 12 / 10);
+            assert_true(w >= base[i] * 6 / 10 && w <= base[i]);
         }
         backoff_reset(&b);
     }
-    /* Jitter spreads: 200 first waits of differently seeded clients. */
+    /* Jitter spreads: 200 capped waits of differently seeded clients. */
     int64_t lo = INT64_MAX, hi = 0;
     for (int i = 0; i < 200; i++) {
-        backoff_init(&b, 1000, 30000, (uint64_t)i);
+        backoff_init(&b, 1000, 1000, (uint64_t)i);
         int64_t w = backoff_next(&b);
         lo = w < lo ? w : lo;
         hi = w > hi ? w : hi;
     }
-    assert_true(lo < 900 && hi > 1100);
+    assert_true(lo >= 600 && lo < 700 && hi > 900 && hi <= 1000);
     for (int i = 0; i < 1000; i++) {
         double r = backoff_rand(&b);
         assert_true(r >= 0 && r < 1);
