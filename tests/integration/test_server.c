@@ -543,6 +543,58 @@ static void test_heartbeat(void **state)
     ts_destroy(old);
 }
 
+static int setup_few_services(void **state)
+{
+    static const char *const extra[] = {"--max-services", "4", NULL};
+    return setup_server(state, extra);
+}
+
+/* Junk cannot lock new services out: names only watched take no slot, and
+ * services registered then emptied give their slots up when needed -- also
+ * after a restart, where the junk is stored. */
+static void test_junk_services_do_not_lock_out(void **state)
+{
+    (void)state;
+    tstream *watchers[4];
+    char name[32];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "made-up-%d", i);
+        watchers[i] = watch_open(name);
+        free_list(list_recv(watchers[i], 5000));
+    }
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 12; i++) {
+            snprintf(name, sizeof name, "junk-%d-%d", round, i);
+            tstream *r = reg_open(name, "127.0.0.2:9", "");
+            Lookaside__V1__ReportAck *ack = ack_recv(r);
+            assert_non_null(ack);   /* accepted: an emptied service gave its slot */
+            protobuf_c_message_free_unpacked(&ack->base, NULL);
+            ts_destroy(r);   /* the stream ends: the service is empty again */
+        }
+        if (round == 0) {   /* the junk is stored: restart and go again */
+            tc_close(g_c);
+            assert_int_equal(h_stop(&g_srv), 0);
+            static const char *const extra[] = {"--max-services", "4", NULL};
+            assert_int_equal(h_server_start(&g_srv, g_db, extra), 0);
+            g_c = tc_connect(g_srv.addr);
+            for (int i = 0; i < 4; i++)
+                ts_destroy(watchers[i]);
+            for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof name, "made-up-%d", i);
+                watchers[i] = watch_open(name);
+                free_list(list_recv(watchers[i], 5000));
+            }
+        }
+    }
+    tstream *real = reg_open("real", "127.0.0.3:9", "");
+    Lookaside__V1__ReportAck *ack = ack_recv(real);
+    assert_non_null(ack);
+    protobuf_c_message_free_unpacked(&ack->base, NULL);
+    ts_destroy(real);
+    for (int i = 0; i < 4; i++)
+        ts_destroy(watchers[i]);
+}
+
 static void test_health_and_admin(void **state)
 {
     (void)state;
@@ -849,6 +901,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_service_appears, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_and_admin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat, setup_heartbeat, teardown),
+        cmocka_unit_test_setup_teardown(test_junk_services_do_not_lock_out, setup_few_services,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_restart_restores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_ends_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
