@@ -541,16 +541,6 @@ static const grant *token_grant(const policy *pol, const auth_peer *p)
     return found;
 }
 
-static const grant *id_grant(const policy *pol, const auth_peer *p)
-{
-    if (p->cert_id[0] == '\0')
-        return NULL;
-    for (const grant *g = pol->head; g; g = g->next)
-        if (g->kind == P_ID && strcmp(g->name, p->cert_id) == 0)
-            return g;
-    return NULL;
-}
-
 static bool in_list(char *const *list, size_t n, const char *s)
 {
     for (size_t i = 0; i < n; i++)
@@ -593,16 +583,24 @@ lookaside_status auth_check(const auth *a, const auth_peer *p, auth_perm perm,
         return LOOKASIDE_OK;
     pthread_rwlock_rdlock((pthread_rwlock_t *)&a->lock);
     const policy *pol = a->pol;
-    const grant *tg = token_grant(pol, p), *ig = id_grant(pol, p);
-    bool ok = grant_has(tg, perm, service) || grant_has(ig, perm, service);
+    /* Every line that applies adds its permissions (an identity may appear
+     * on several lines). A certificate the policy does not name is still an
+     * identity: the peer proved who it is, it just may not do this. */
+    bool ok = false, identified = p->cert_id[0] != '\0';
+    for (const grant *g = pol->head; g; g = g->next) {
+        bool applies = g->kind == P_ANON;
+        if (g->kind == P_ID)
+            applies = p->cert_id[0] != '\0' && strcmp(g->name, p->cert_id) == 0;
+        else if (g->kind == P_TOKEN && p->has_token)
+            /* constant time, and no early exit over the token lines */
+            applies = CRYPTO_memcmp(g->sha, p->token_sha, 32) == 0;
+        if (g->kind == P_TOKEN && applies)
+            identified = true;
+        if (applies && grant_has(g, perm, service))
+            ok = true;
+    }
     if (!ok && pol->open)
         ok = perm != AUTH_PERM_REPORT || pol->open_report;
-    for (const grant *g = pol->head; g && !ok; g = g->next)
-        if (g->kind == P_ANON)
-            ok = grant_has(g, perm, service);
-    /* A certificate the policy does not name is still an identity: the
-     * peer proved who it is, it just may not do this. */
-    bool identified = tg != NULL || p->cert_id[0] != '\0';
     pthread_rwlock_unlock((pthread_rwlock_t *)&a->lock);
     if (ok)
         return LOOKASIDE_OK;

@@ -25,6 +25,8 @@ struct registry {
     weights_backend *scratch;
     size_t scratch_cap;
     reg_owner *waiters;        /* registry_await_durable */
+    const reg_mirror_ops *mirror;
+    void *mirror_arg;
     pthread_mutex_t catalog_mu;   /* guards catalog (the pointer and its swap) */
     snap_catalog *catalog;
     uint64_t catalog_seq;
@@ -293,6 +295,8 @@ static void persist_backend(registry *r, reg_backend *b)
         storage_warn(r, "put_backend", st);
     if (!b->svc->persisted)
         persist_service(r, b->svc);
+    if (r->mirror && b->local && b->reported)
+        r->mirror->backend_put(r->mirror_arg, b);
 }
 
 static void util_free(reg_backend *b)
@@ -359,6 +363,8 @@ static void backend_remove(registry *r, reg_backend *b, bool forget)
         lookaside_status st = storage_delete_backend(r->st, s->name, b->address);
         if (st != LOOKASIDE_OK)
             storage_warn(r, "delete_backend", st);
+        if (r->mirror && b->local)
+            r->mirror->backend_delete(r->mirror_arg, s->name, b->address);
     }
     if (s->n == 0)
         s->empty_since_mono_ms = now_mono(r);
@@ -488,6 +494,8 @@ lookaside_status registry_attach(registry *r, const char *service, const char *a
     bool was_serving = b->reported || b->in_dns;
     b->owner = owner;
     b->reported = true;
+    b->local = true;
+    b->remote = false;
     if (b->restored)
         mark_dirty(r, s);
     b->restored = false;
@@ -600,6 +608,65 @@ void registry_set_override(registry *r, reg_backend *b, uint32_t weight)
     mark_dirty(r, b->svc);
 }
 
+/* ------------------------------------------------------------- replicas */
+
+void registry_set_mirror(registry *r, const reg_mirror_ops *ops, void *arg)
+{
+    r->mirror = ops;
+    r->mirror_arg = arg;
+}
+
+void registry_version_floor(registry *r, const char *service, uint64_t v)
+{
+    reg_service *s = registry_find(r, service);
+    if (s && v > s->version_floor)
+        s->version_floor = v;
+}
+
+lookaside_status registry_remote_put(registry *r, const reg_remote *rb)
+{
+    la_addr addr;
+    char msg[120], canon[254];
+    if (!registry_canon_name(rb->service, canon) || addr_parse(rb->address, &addr) != LOOKASIDE_OK ||
+        !zone_valid(rb->zone) || rb->weight > WEIGHTS_MAX || rb->weight_override > WEIGHTS_MAX)
+        return LOOKASIDE_EINVAL;
+    reg_service *s = svc_obtain_known(r, canon, msg, sizeof msg);
+    if (s == NULL)
+        return LOOKASIDE_ELIMIT;
+    if (rb->revision > s->version_floor)
+        s->version_floor = rb->revision;
+    reg_backend *b = backend_add(r, s, &addr);
+    if (b == NULL)
+        return LOOKASIDE_ELIMIT;
+    if (b->reported)
+        return LOOKASIDE_OK;   /* a live stream here owns it */
+    b->remote = true;
+    b->local = false;
+    b->restored = false;
+    b->remote_weight = rb->weight;
+    b->weight_override = rb->weight_override;
+    b->draining = rb->draining;
+    b->w.in.ramp_start_ms = 0;   /* the owner already ramps it */
+    snprintf(b->zone, sizeof b->zone, "%s", rb->zone);
+    mark_dirty(r, s);
+    return LOOKASIDE_OK;
+}
+
+void registry_remote_delete(registry *r, const char *service, const char *address,
+                            uint64_t revision)
+{
+    reg_service *s = registry_find(r, service);
+    if (s == NULL)
+        return;
+    if (revision > s->version_floor)
+        s->version_floor = revision;
+    reg_backend *b = registry_find_backend(s, address);
+    if (b == NULL || !b->remote)
+        return;
+    b->remote = false;
+    backend_gone(r, b, false);
+}
+
 /* ----------------------------------------------------------------- DNS */
 
 void registry_dns_update(registry *r, const char *service, const la_addr *addrs, size_t n)
@@ -672,7 +739,10 @@ static void compute(registry *r, reg_service *s, int64_t now)
         in->eps = b->load.eps;
         in->report_ms = b->last_report_mono_ms;
         in->draining = b->draining;
-        in->override_weight = b->weight_override;
+        /* Another replica computed a remote backend's weight from its load. */
+        in->override_weight = b->weight_override ? b->weight_override
+                              : b->remote        ? (b->remote_weight ? b->remote_weight : 1)
+                                                 : 0;
         r->scratch[i] = b->w;
     }
     r->cfg.policy->compute(&r->cfg.wcfg, r->scratch, s->n, now);
@@ -797,6 +867,8 @@ static uint64_t next_version(registry *r, const reg_service *s)
     uint64_t v = s->version + 1;
     if (s->version <= 1 && r->max_version + 1 > v)
         v = r->max_version + 1;
+    if (s->version_floor > v)
+        v = s->version_floor;
     int64_t w = now_wall(r);
     uint64_t clock_v = w > 0 ? (uint64_t)w * 1000u : 0;
     v = clock_v > v ? clock_v : v;
@@ -816,8 +888,13 @@ static void publish(registry *r, reg_service *s)
         int state = registry_backend_state(b);
         if (state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED)
             any_restored = true;
-        b->published_weight =
-            state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING ? 0 : b->w.weight;
+        uint32_t w = state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING ? 0 : b->w.weight;
+        bool moved = w != b->published_weight;
+        b->published_weight = w;
+        /* Other replicas see a weight only when it is published (it moved
+         * enough), never per load report. */
+        if (moved && r->mirror && b->local && b->reported)
+            r->mirror->backend_put(r->mirror_arg, b);
     }
     if (!s->known) {
         s->list_state = LOOKASIDE__V1__LIST_STATE__LIST_STATE_UNKNOWN_SERVICE;

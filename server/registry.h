@@ -100,6 +100,9 @@ struct reg_backend {
     bool reported;              /* a live Report stream owns it */
     bool in_dns;
     bool restored;              /* from the database, not re-reported yet */
+    bool local;                 /* registered through this server (mirrored out) */
+    bool remote;                /* owned by another replica (registry_remote_put) */
+    uint32_t remote_weight;     /* the owning replica's published weight */
     bool dns_mark;              /* scratch for registry_dns_update */
     reg_owner *owner;
     int64_t first_seen_wall_ms;
@@ -137,6 +140,7 @@ struct reg_service {
     int64_t last_sent_mono_ms;  /* last publish or heartbeat */
     int64_t last_compute_ms;
     int64_t empty_since_mono_ms;   /* known with no backends since (0: not empty) */
+    uint64_t version_floor;     /* registry_version_floor */
     int64_t loss_window_ms;     /* self-preservation window start */
     size_t loss_base, losses;
     grpclb_totals lb;           /* totals across removed backends too */
@@ -203,6 +207,41 @@ void registry_report(registry *r, reg_backend *b, const storage_load *load,
 void registry_touch(registry *r, reg_backend *b);
 void registry_set_draining(registry *r, reg_backend *b, bool draining);
 void registry_set_override(registry *r, reg_backend *b, uint32_t weight);
+
+/* ---- replicas ---- */
+/* Where locally owned backends are mirrored to (etcd mode). Calls are made
+ * on the loop thread, synchronously, from inside registry calls: they must
+ * not call back into the registry. */
+typedef struct reg_mirror_ops {
+    /* A backend registered here was added or changed in a way other
+     * replicas must see: zone, drain, override, published weight. */
+    void (*backend_put)(void *arg, const reg_backend *b);
+    /* A backend registered here left the lists. */
+    void (*backend_delete)(void *arg, const char *service, const char *address);
+} reg_mirror_ops;
+/* ops NULL: no mirror (the default). */
+void registry_set_mirror(registry *r, const reg_mirror_ops *ops, void *arg);
+
+/* A backend owned by another replica, as that replica published it. */
+typedef struct reg_remote {
+    const char *service, *address, *zone;
+    uint32_t weight;            /* published by the owner; used as is */
+    bool draining;
+    uint32_t weight_override;   /* 0 = none */
+    uint64_t revision;          /* the store's revision of this change */
+} reg_remote;
+/* Adds or updates a remote backend (ignored when a live stream here owns
+ * the address: the local registration is fresher). The service's next
+ * version is at least rb->revision. EINVAL (bad name/address/zone), ELIMIT. */
+lookaside_status registry_remote_put(registry *r, const reg_remote *rb);
+/* A remote backend left. It goes through the self-preservation budget like
+ * an unclean local loss (a lost lease or partition must not empty a list in
+ * one step). Unknown names are ignored. */
+void registry_remote_delete(registry *r, const char *service, const char *address,
+                            uint64_t revision);
+/* The service's next published version is at least v (an external revision
+ * that every replica sees). Unknown services are ignored. */
+void registry_version_floor(registry *r, const char *service, uint64_t v);
 
 /* ---- DNS discovery ---- */
 /* The complete current address set of service from DNS. */

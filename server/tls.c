@@ -100,8 +100,10 @@ static lookaside_status load_config(const tls_server *t, grpc_ssl_server_certifi
         st = LOOKASIDE_EINVAL;
         if (pem_check(cert, cl, key, kl, ca, al, err, errlen)) {
             grpc_ssl_pem_key_cert_pair pair = {key, cert};
-            /* gRPC copies the strings. */
-            *out = grpc_ssl_server_certificate_config_create(ca, &pair, 1);
+            /* gRPC copies the strings. Its fetcher path asserts on NULL
+             * roots even when no client certificate is asked for; those
+             * roots are then never used, so the server's own chain does. */
+            *out = grpc_ssl_server_certificate_config_create(ca ? ca : cert, &pair, 1);
             st = *out ? LOOKASIDE_OK : LOOKASIDE_ENOMEM;
         }
     }

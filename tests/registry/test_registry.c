@@ -400,6 +400,76 @@ static void test_durable_ack(void **state)
     free(b);
 }
 
+typedef struct mirror_log {
+    int puts, deletes;
+    uint32_t last_weight;
+    char last_deleted[64];
+} mirror_log;
+
+static void m_put(void *arg, const reg_backend *b)
+{
+    mirror_log *m = arg;
+    m->puts++;
+    m->last_weight = b->published_weight;
+}
+
+static void m_delete(void *arg, const char *service, const char *address)
+{
+    (void)service;
+    mirror_log *m = arg;
+    m->deletes++;
+    snprintf(m->last_deleted, sizeof m->last_deleted, "%s", address);
+}
+
+/* etcd mode's hooks: local backends go out through the mirror; remote
+ * ones come in with the owner's weight, raise the version floor, and leave
+ * under the self-preservation budget. */
+static void test_replica_hooks(void **state)
+{
+    fixture *f = *state;
+    static const reg_mirror_ops ops = {m_put, m_delete};
+    mirror_log m = {0};
+    registry_set_mirror(f->r, &ops, &m);
+    owner *a = attach(f, "rp", "127.0.0.2:80");
+    assert_true(m.puts >= 1);
+    int puts = m.puts;
+    registry_set_draining(f->r, a->b, true);
+    assert_true(m.puts > puts);
+    char addr[32];
+    for (int i = 0; i < 4; i++) {
+        snprintf(addr, sizeof addr, "127.0.1.%d:80", i + 1);
+        reg_remote rb = {.service = "RP", .address = addr, .zone = "z2", .weight = 500 + i,
+                         .revision = 1000 + (uint64_t)i};
+        assert_int_equal(registry_remote_put(f->r, &rb), LOOKASIDE_OK);
+    }
+    reg_remote bad = {.service = "rp", .address = "nope", .zone = ""};
+    assert_int_equal(registry_remote_put(f->r, &bad), LOOKASIDE_EINVAL);
+    const snap_service *s = snap(f, "rp");
+    assert_int_equal(s->n, 5);
+    const snap_backend *rb0 = snap_find_backend(s, "127.0.1.1:80");
+    assert_non_null(rb0);
+    assert_int_equal(rb0->weight, 500);
+    assert_int_equal(rb0->state, SERVING);
+    uint64_t v = s->version;
+    registry_version_floor(f->r, "rp", v + 1000000);
+    registry_set_override(f->r, a->b, 7);
+    assert_true(snap(f, "rp")->version >= v + 1000000);
+    registry_tick(f->r);
+    advance(f->cfg.preserve_window_ms);
+    for (int i = 0; i < 4; i++) {
+        snprintf(addr, sizeof addr, "127.0.1.%d:80", i + 1);
+        registry_remote_delete(f->r, "rp", addr, 2000);
+    }
+    s = snap(f, "rp");
+    assert_int_equal(count_state(s, RESTORED), 1);   /* budget ceil(5/2) = 3 of 4 */
+    assert_int_equal(m.deletes, 0);                  /* remote leaves are not mirrored */
+    registry_detach(f->r, a->b, true);
+    assert_int_equal(m.deletes, 1);
+    assert_string_equal(m.last_deleted, "127.0.0.2:80");
+    registry_set_mirror(f->r, NULL, NULL);
+    free(a);
+}
+
 typedef struct reader {
     registry *r;
     volatile int stop;
@@ -469,6 +539,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_other_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica_hooks, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     grpc_shutdown();
