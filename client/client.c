@@ -91,6 +91,7 @@ static void service_tick(la_service *svc, int64_t now, int64_t *next)
     if (svc->watch == NULL && retry != 0 && retry < *next)
         *next = retry;
     client_fallback_tick(svc, now, next);
+    client_down_check(svc);
     if (atomic_exchange(&svc->eject_check, false) ||
         (svc->eject_next_ms != 0 && now >= svc->eject_next_ms)) {
         int64_t en = INT64_MAX;
@@ -392,6 +393,15 @@ void lookaside_pick_done(lookaside_client *c, struct lookaside_pick *pick,
             memory_order_relaxed);
     if (status == GRPC_STATUS_UNAVAILABLE) {
         atomic_fetch_add_explicit(&st->failures, 1, memory_order_relaxed);
+        /* A transport-level failure: the channel is no longer READY. Stop
+         * picking the backend now rather than when the background thread
+         * hears of the state change. */
+        if (!b->is_fallback && !atomic_load_explicit(&b->down, memory_order_relaxed) &&
+            grpc_channel_check_connectivity_state(b->channel, 0) != GRPC_CHANNEL_READY) {
+            atomic_store(&b->down, true);
+            atomic_store(&b->svc->down_check, true);
+            wake = true;
+        }
         if (!b->is_fallback &&
             atomic_fetch_add_explicit(&b->consec_fail, 1, memory_order_relaxed) + 1 ==
                 c->ep.consecutive) {

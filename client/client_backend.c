@@ -61,6 +61,37 @@ void client_backend_unlink(la_service *svc, la_backend *b)
     svc->unlinked = b;
 }
 
+/* Marks b down when its connection broke (left READY), up when it is READY
+ * again; either change republishes the snapshot. */
+static void backend_set_down(la_service *svc, la_backend *b, bool broke, bool ready)
+{
+    bool down = atomic_load(&b->down);
+    if (broke && !down) {
+        log_debug("client", "%s: connection lost; not picked until it is back", b->addr);
+        atomic_store(&b->down, true);
+        svc->dirty = true;
+    } else if (ready && down) {
+        atomic_store(&b->down, false);
+        svc->dirty = true;
+    }
+}
+
+void client_down_check(la_service *svc)
+{
+    if (!atomic_exchange(&svc->down_check, false))
+        return;
+    /* pick_done marked backends down from what their channels said then; a
+     * channel that is READY again by now (its event may already have come)
+     * comes back here. */
+    for (size_t i = 0; i < svc->n; i++) {
+        la_backend *b = svc->list[i];
+        if (atomic_load(&b->down) && b->channel != NULL &&
+            grpc_channel_check_connectivity_state(b->channel, 0) == GRPC_CHANNEL_READY)
+            atomic_store(&b->down, false);
+    }
+    svc->dirty = true;
+}
+
 static void conn_event(bgloop_event *ev, bool ok)
 {
     (void)ok;
@@ -77,9 +108,13 @@ static void conn_event(bgloop_event *ev, bool ok)
     if (s != b->conn) {
         bool was_failed = conn_failed(b->conn), failed = conn_failed(s);
         log_debug("client", "%s: connectivity %d -> %d", b->addr, (int)b->conn, (int)s);
+        grpc_connectivity_state was = b->conn;
         pthread_mutex_lock(&c->mu);
         b->conn = s;
         pthread_mutex_unlock(&c->mu);
+        if (!b->is_fallback)
+            backend_set_down(svc, b, was == GRPC_CHANNEL_READY && s != GRPC_CHANNEL_READY,
+                             s == GRPC_CHANNEL_READY);
         if (failed && b->held) {
             client_drop_held(svc, b);
         } else if (!b->is_fallback) {

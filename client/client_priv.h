@@ -35,6 +35,7 @@ typedef struct la_service {
     char *fallback_target;
     _Atomic(pick_snap *) snap;
     _Atomic bool eject_check; /* a backend reached the failure threshold */
+    _Atomic bool down_check;  /* pick_done marked a backend down */
 
     /* Background thread. */
     bool started;
@@ -111,6 +112,9 @@ la_backend *client_backend_open(lookaside_client *c, la_service *svc, const char
                                 bool fallback);
 /* Out of the list: queued for retirement at the next publish. */
 void client_backend_unlink(la_service *svc, la_backend *b);
+/* Rechecks backends pick_done marked down and republishes (when
+ * svc->down_check was set). */
+void client_down_check(la_service *svc);
 /* retired_reclaim's close callback. */
 void client_backend_close(la_backend *b);
 /* Builds and publishes svc's snapshot; retires the old one and the backends

@@ -119,11 +119,15 @@ lookaside_status lbconn_start(la_lbconn *l, la_lbretry *r, bgloop *loop, const c
     r->retry_at_ms = 0;
     r->answered = false;
     size_t i = r->index;
-    /* The channel's own reconnect backoff must not be longer than ours, or
-     * our retries would only meet a channel still waiting to reconnect. */
+    /* A call on a channel that is waiting to reconnect fails at once, so
+     * the channel's own reconnect backoff (gRPC adds +-20 % jitter) is kept
+     * at half of ours: when the balancer is back, the channel is connected
+     * by our next try. */
     if (l->ch[i] == NULL)
         l->ch[i] = la_channel_open(&l->cfg, l->targets[i], false, l->backoff_initial_ms,
-                                   l->backoff_max_ms);
+                                   l->backoff_max_ms / 2 > l->backoff_initial_ms
+                                       ? l->backoff_max_ms / 2
+                                       : l->backoff_initial_ms);
     lookaside_status st = LOOKASIDE_ENOMEM;
     if (l->ch[i] != NULL)
         st = la_call_start(l->ch[i], loop, method, first, half_close, h, owner, live, out);

@@ -31,8 +31,14 @@
  *
  * Which backends are pickable (in this order of preference):
  *  - never: backends not in the current list, DRAINING backends, weight 0;
- *  - healthy: not ejected (see below) and whose channel is not in
- *    TRANSIENT_FAILURE or SHUTDOWN. When no backend is healthy the library
+ *  - healthy: not ejected (see below), whose channel is not in
+ *    TRANSIENT_FAILURE or SHUTDOWN, and whose connection has not broken: a
+ *    channel that leaves READY (the backend died or closed its connection),
+ *    or a call ending UNAVAILABLE while the channel is not READY, takes the
+ *    backend out of the picks at once (picks skip it even before the next
+ *    snapshot) until its channel is READY again. A backend that has not
+ *    connected yet is picked (its calls wait for the connection). When no
+ *    backend is healthy the library
  *    picks among the non-ejected ones, then among all of them, rather than
  *    failing (a pick that will fail fast is more useful than no pick);
  *  - zone preference: when the client has a zone and zone_affinity is on,
@@ -57,8 +63,9 @@
  * cap), trying the balancer targets in turn. The short cap is deliberate: a
  * balancer that comes back is watched again (and reported to) within about
  * a second, inside the window in which a restarted balancer keeps the
- * backends it restored. The balancer channels' own reconnect backoff uses
- * the same bounds.
+ * backends it restored. The balancer channels' own reconnect backoff is
+ * capped at half of backoff_max_ms, so that they are connected by the
+ * library's next try.
  *
  * Staleness: a list is stale when nothing (list or heartbeat) has arrived on
  * the Watch stream for valid_for_ms. The client asks for heartbeats

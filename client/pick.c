@@ -84,6 +84,23 @@ lookaside_status pick_snap_single(la_backend *b, pick_snap **out)
     return LOOKASIDE_OK;
 }
 
+#define SKIP_MAX 64
+
+la_backend *pick_skip_down(const pick_snap *s, uint32_t *pos, la_backend *b)
+{
+    uint32_t tries = s->len < SKIP_MAX ? s->len : SKIP_MAX;
+    for (uint32_t i = 0; i < tries; i++) {
+        uint32_t p = *pos;
+        if (p >= s->len)
+            p %= s->len;
+        *pos = p + 1;
+        la_backend *c = s->backends[s->table[p]];
+        if (!atomic_load_explicit(&c->down, memory_order_relaxed))
+            return c;
+    }
+    return b;
+}
+
 static bool candidate(const la_backend *b)
 {
     return !b->retired && !b->is_fallback && b->state != LA_DRAINING && b->weight > 0;
@@ -91,7 +108,8 @@ static bool candidate(const la_backend *b)
 
 static bool healthy(const la_backend *b)
 {
-    return candidate(b) && !b->ejected && !conn_failed(b->conn);
+    return candidate(b) && !b->ejected && !conn_failed(b->conn) &&
+           !atomic_load_explicit(&b->down, memory_order_relaxed);
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -47,6 +47,11 @@ typedef struct la_backend {
 
     /* Any thread: pick_done counts consecutive failures. */
     _Atomic uint32_t consec_fail __attribute__((aligned(LA_HOT_ALIGN)));
+    /* The connection broke: the channel left READY (set by the background
+     * thread) or a call ended UNAVAILABLE while the channel was not READY
+     * (set by pick_done). Picks skip it at once, before a new snapshot
+     * without it is published; cleared when the channel is READY again. */
+    _Atomic bool down;
     struct la_stripe stripes[LA_STRIPES];
 
     /* Background thread (written under the client mutex when listed). */
@@ -119,6 +124,10 @@ lookaside_status pick_snap_build(la_backend *const *list, size_t n, const pick_p
 lookaside_status pick_snap_single(la_backend *b, pick_snap **out);
 void pick_snap_free(pick_snap *s);
 
+/* Out of line: b is down; the next table entries that are not (a bounded
+ * walk), or b when every one looked at is down. */
+la_backend *pick_skip_down(const pick_snap *s, uint32_t *pos, la_backend *b);
+
 /* The pick itself: walks the table from *pos (a per-thread position). */
 static inline la_backend *pick_next(const pick_snap *s, uint32_t *pos)
 {
@@ -126,7 +135,10 @@ static inline la_backend *pick_next(const pick_snap *s, uint32_t *pos)
     if (p >= s->len)
         p %= s->len;
     *pos = p + 1;
-    return s->backends[s->table[p]];
+    la_backend *b = s->backends[s->table[p]];
+    if (__builtin_expect(atomic_load_explicit(&b->down, memory_order_relaxed), 0))
+        return pick_skip_down(s, pos, b);
+    return b;
 }
 
 /* Counts a pick on the calling thread's stripe. */

@@ -159,6 +159,38 @@ static void test_add_remove(void **st)
     free_all(v, 6);
 }
 
+/* A backend whose connection broke (down) is skipped by picks on the
+ * snapshot already published, and left out of the next one. */
+static void test_down(void **st)
+{
+    (void)st;
+    la_backend *v[3];
+    for (int i = 0; i < 3; i++)
+        v[i] = mk(i, 100, NULL);
+    pick_snap *s;
+    assert_int_equal(pick_snap_build(v, 3, &no_zone, &s), LOOKASIDE_OK);
+    size_t counts[3];
+    atomic_store(&v[1]->down, true);
+    count_picks(s, v, 3, counts, PICKS);
+    uint32_t w[3] = {100, 0, 100};
+    assert_shares(counts, w, 3, PICKS);
+    pick_snap_free(s);
+    assert_int_equal(pick_snap_build(v, 3, &no_zone, &s), LOOKASIDE_OK);
+    assert_int_equal(s->n, 2);
+    assert_false(v[1]->pickable);
+    assert_false(s->degraded);
+    pick_snap_free(s);
+    /* Everything down: still a pick (a failing call beats no call). */
+    atomic_store(&v[0]->down, true);
+    atomic_store(&v[2]->down, true);
+    assert_int_equal(pick_snap_build(v, 3, &no_zone, &s), LOOKASIDE_OK);
+    assert_true(s->degraded);
+    count_picks(s, v, 3, counts, 3000);
+    assert_int_equal(counts[0] + counts[1] + counts[2], 3000);
+    pick_snap_free(s);
+    free_all(v, 3);
+}
+
 static void test_exclusions(void **st)
 {
     (void)st;
@@ -348,6 +380,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distribution), cmocka_unit_test(test_add_remove),
         cmocka_unit_test(test_exclusions),   cmocka_unit_test(test_zone),
+        cmocka_unit_test(test_down),
         cmocka_unit_test(test_eject),        cmocka_unit_test(test_table_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

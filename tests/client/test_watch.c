@@ -192,8 +192,60 @@ static void test_self_preservation(void **st)
     assert_int_equal(lookaside_pick(c, SVC, &p), LOOKASIDE_EUNAVAIL);
 
     lookaside_client_destroy(c);
-    for (int i = 0; i < NB; i++)
+    for (int i = 0; i < NB; i++) {
         fake_stop(srv[i]);
+        srv[i] = NULL;
+    }
+    grpc_shutdown();
+}
+
+/* A backend's server goes away: as soon as its connection breaks the
+ * backend leaves the picks (and the snapshot), while its channel is still
+ * trying to reconnect (not yet failed). */
+static void test_dead_backend(void **st)
+{
+    (void)st;
+    grpc_init();
+    for (int i = 0; i < 3; i++)
+        assert_non_null(srv[i] = fake_start(NULL, 0));
+    lookaside_client *c = client_on("127.0.0.1:1");
+    const bool three[NB] = {true, true, true, false};
+    inject(c, three, NULL, 1);
+    assert_true(wait_backends(c, 3, 3));
+    char dead[32];
+    snprintf(dead, sizeof dead, "%s", fake_addr(srv[1]));
+    int dead_port = fake_port(srv[1]);
+    fake_stop(srv[1]);
+    srv[1] = NULL;
+    lookaside_service_info info = {0};
+    for (int t = 0; t < 1000; t++) {
+        info = info_of(c);
+        if (info.pickable == 2)
+            break;
+        sleep_ms(5);
+    }
+    assert_int_equal(info.pickable, 2);
+    assert_int_equal(info.backends, 3); /* still listed: only the balancer removes it */
+    for (int k = 0; k < 1000; k++) {
+        struct lookaside_pick p;
+        assert_int_equal(lookaside_pick(c, SVC, &p), LOOKASIDE_OK);
+        assert_string_not_equal(p.address, dead);
+        lookaside_pick_done(c, &p, GRPC_STATUS_OK, 0);
+    }
+    /* It comes back on the same port: picked again once READY. */
+    assert_non_null(srv[1] = fake_start(NULL, dead_port));
+    for (int t = 0; t < 2000; t++) {
+        info = info_of(c);
+        if (info.pickable == 3)
+            break;
+        sleep_ms(5);
+    }
+    assert_int_equal(info.pickable, 3);
+    lookaside_client_destroy(c);
+    for (int i = 0; i < NB; i++) {
+        fake_stop(srv[i]);
+        srv[i] = NULL;
+    }
     grpc_shutdown();
 }
 
@@ -263,6 +315,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_heartbeat),
         cmocka_unit_test(test_self_preservation),
+        cmocka_unit_test(test_dead_backend),
         cmocka_unit_test(test_balancer_return),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
