@@ -19,10 +19,13 @@ enum {
     CTL_EXIT_UNREACHABLE = 3,  /* no connection, or UNAVAILABLE */
     CTL_EXIT_NOT_FOUND = 4,    /* NOT_FOUND (unknown service or backend) */
     CTL_EXIT_NOT_SERVING = 5,  /* health: answered, but not SERVING */
+    CTL_EXIT_UNAUTHENTICATED = 6, /* UNAUTHENTICATED: no identity the balancer knows */
+    CTL_EXIT_DENIED = 7,       /* PERMISSION_DENIED: the identity lacks the permission */
 };
 
 typedef struct ctl_ctx {
     const char *lb;            /* balancer target */
+    ctl_security sec;          /* --tls-*, --token */
     bool json;
     int timeout_ms;
     int64_t deadline_ms;       /* connect + unary calls, on clock_mono_ms() */

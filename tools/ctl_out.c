@@ -32,10 +32,16 @@ int ctl_usage_error(const ctl_ctx *ctx, const char *fmt, ...)
 
 static int exit_code(const ctl_status *st)
 {
+    if (st->bad_file)
+        return CTL_EXIT_USAGE;
     if (st->unreachable || st->code == GRPC_STATUS_UNAVAILABLE)
         return CTL_EXIT_UNREACHABLE;
     if (st->code == GRPC_STATUS_NOT_FOUND)
         return CTL_EXIT_NOT_FOUND;
+    if (st->code == GRPC_STATUS_UNAUTHENTICATED)
+        return CTL_EXIT_UNAUTHENTICATED;
+    if (st->code == GRPC_STATUS_PERMISSION_DENIED)
+        return CTL_EXIT_DENIED;
     return CTL_EXIT_RPC;
 }
 
@@ -78,7 +84,7 @@ int ctl_open(const ctl_ctx *ctx, ctl_conn **out)
 {
     ctl_status st;
     memset(&st, 0, sizeof st);
-    if (ctl_connect(ctx->lb, ctx->deadline_ms, out, &st) == 0)
+    if (ctl_connect(ctx->lb, &ctx->sec, ctx->deadline_ms, out, &st) == 0)
         return CTL_EXIT_OK;
     return ctl_fail(ctx, &st, NULL);
 }

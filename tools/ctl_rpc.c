@@ -20,6 +20,8 @@
 struct ctl_conn {
     grpc_channel *ch;
     grpc_completion_queue *cq;
+    grpc_metadata md;        /* authorization, when a token was given */
+    size_t n_md;
 };
 
 /* One tag per operation kind, so each completion is attributed. */
@@ -73,7 +75,53 @@ static grpc_event next_event(ctl_conn *c, gpr_timespec deadline)
     return grpc_completion_queue_next(c->cq, deadline, NULL);
 }
 
-int ctl_connect(const char *target, int64_t deadline_ms, ctl_conn **out, ctl_status *st)
+/* A whole PEM file (at most 1 MiB), NUL-terminated; NULL when unreadable. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = malloc((1u << 20) + 1);
+    size_t n = buf ? fread(buf, 1, 1u << 20, f) : 0;
+    fclose(f);
+    if (buf == NULL || n == 0 || n == (1u << 20)) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* TLS channel credentials from sec's files; NULL (and st set) when one
+ * cannot be read. */
+static grpc_channel_credentials *tls_creds(const ctl_security *sec, ctl_status *st)
+{
+    char *ca = read_pem(sec->ca);
+    char *cert = sec->cert ? read_pem(sec->cert) : NULL;
+    char *key = sec->key ? read_pem(sec->key) : NULL;
+    const char *bad = ca == NULL ? sec->ca : sec->cert && !cert ? sec->cert
+                                          : sec->key && !key    ? sec->key : NULL;
+    grpc_channel_credentials *creds = NULL;
+    if (bad) {
+        snprintf(st->message, sizeof st->message, "cannot read %s", bad);
+        st->code = GRPC_STATUS_INVALID_ARGUMENT;
+        st->unreachable = false;
+        st->bad_file = true;
+    } else {
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+    }
+    free(ca);
+    free(cert);
+    if (key) {
+        memset(key, 0, strlen(key));   /* do not leave the key in freed memory */
+        free(key);
+    }
+    return creds;
+}
+
+int ctl_connect(const char *target, const ctl_security *sec, int64_t deadline_ms, ctl_conn **out,
+                ctl_status *st)
 {
     *out = NULL;
     ctl_conn *c = calloc(1, sizeof *c);
@@ -81,11 +129,42 @@ int ctl_connect(const char *target, int64_t deadline_ms, ctl_conn **out, ctl_sta
         set_status(st, GRPC_STATUS_RESOURCE_EXHAUSTED, false, "out of memory");
         return -1;
     }
-    grpc_arg arg = {.type = GRPC_ARG_INTEGER,
-                    .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                    .value.integer = (int)CTL_MAX_REPLY_BYTES};
-    grpc_channel_args args = {.num_args = 1, .args = &arg};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_arg arg[2] = {{.type = GRPC_ARG_INTEGER,
+                        .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                        .value.integer = (int)CTL_MAX_REPLY_BYTES}};
+    grpc_channel_args args = {.num_args = 1, .args = arg};
+    grpc_channel_credentials *creds = NULL;
+    if (sec && sec->ca) {
+        if ((creds = tls_creds(sec, st)) == NULL) {
+            free(c);
+            return -1;
+        }
+        if (sec->server_name) {
+            arg[1].type = GRPC_ARG_STRING;
+            arg[1].key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+            arg[1].value.string = (char *)sec->server_name;
+            args.num_args = 2;
+        }
+    } else {
+        creds = grpc_insecure_credentials_create();
+    }
+    if (sec && sec->token) {
+        /* Metadata rather than call credentials: gRPC sends those over TLS
+         * only, and a loopback balancer may want a token in plaintext. */
+        char *v = malloc(strlen(sec->token) + 8);
+        if (v == NULL) {
+            grpc_channel_credentials_release(creds);
+            free(c);
+            set_status(st, GRPC_STATUS_RESOURCE_EXHAUSTED, false, "out of memory");
+            return -1;
+        }
+        snprintf(v, strlen(sec->token) + 8, "Bearer %s", sec->token);
+        c->md.key = grpc_slice_from_static_string("authorization");
+        c->md.value = grpc_slice_from_copied_string(v);
+        memset(v, 0, strlen(v));
+        free(v);
+        c->n_md = 1;
+    }
     c->ch = grpc_channel_create(target, creds, &args);
     grpc_channel_credentials_release(creds);
     c->cq = grpc_completion_queue_create_for_next(NULL);
@@ -95,7 +174,8 @@ int ctl_connect(const char *target, int64_t deadline_ms, ctl_conn **out, ctl_sta
     grpc_connectivity_state s = grpc_channel_check_connectivity_state(c->ch, 1);
     while (s != GRPC_CHANNEL_READY) {
         if (s == GRPC_CHANNEL_TRANSIENT_FAILURE || s == GRPC_CHANNEL_SHUTDOWN) {
-            set_status(st, GRPC_STATUS_UNAVAILABLE, true, "connection failed");
+            set_status(st, GRPC_STATUS_UNAVAILABLE, true,
+                       sec && sec->ca ? "connection or TLS handshake failed" : "connection failed");
             ctl_close(c);
             return -1;
         }
@@ -120,6 +200,8 @@ void ctl_close(ctl_conn *c)
     if (c == NULL)
         return;
     grpc_channel_destroy(c->ch);
+    if (c->n_md)
+        grpc_slice_unref(c->md.value);
     grpc_completion_queue_shutdown(c->cq);
     while (next_event(c, gpr_inf_future(GPR_CLOCK_MONOTONIC)).type != GRPC_QUEUE_SHUTDOWN) {
     }
@@ -178,6 +260,8 @@ int ctl_unary(ctl_conn *c, const char *method, const ProtobufCMessage *req,
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->n_md;
+    ops[0].data.send_initial_metadata.metadata = c->n_md ? &c->md : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = sbb;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -273,6 +357,8 @@ int ctl_stream(ctl_conn *c, const char *method, const ProtobufCMessage *req,
     if (ok) {
         memset(ops, 0, sizeof ops);
         ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[0].data.send_initial_metadata.count = c->n_md;
+        ops[0].data.send_initial_metadata.metadata = c->n_md ? &c->md : NULL;
         ops[1].op = GRPC_OP_SEND_MESSAGE;
         ops[1].data.send_message.send_message = s.sbb;
         ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -15,20 +15,35 @@
 typedef struct ctl_status {
     int code;            /* a grpc_status_code */
     bool unreachable;    /* no connection to the balancer could be made */
+    bool bad_file;       /* a --tls-* file could not be read (a usage error) */
     char message[512];   /* the server's message or ours; raw, not terminal-safe */
 } ctl_status;
 
 typedef struct ctl_conn ctl_conn;
 
+/* Transport security of the connection. All NULL: plaintext. ca set: TLS,
+ * verifying the balancer against that CA file (PEM), with cert/key as the
+ * client certificate when given (mTLS), and server_name as the name to
+ * verify instead of the target's host. token: sent as "authorization:
+ * Bearer TOKEN" on every call (also over plaintext, e.g. to a loopback
+ * balancer). */
+typedef struct ctl_security {
+    const char *ca, *cert, *key, *server_name, *token;
+} ctl_security;
+
 /* Process-wide gRPC setup and teardown; call once each, from main. */
 void ctl_rpc_init(void);
 void ctl_rpc_shutdown(void);
 
-/* Opens an insecure channel to target ("host:port" or any gRPC target) and
- * waits until it is connected, it fails, or deadline_ms passes. Returns 0
- * with *out owned by the caller (ctl_close), or -1 with st->unreachable set
- * and st->code UNAVAILABLE (failed) or DEADLINE_EXCEEDED (timed out). */
-int ctl_connect(const char *target, int64_t deadline_ms, ctl_conn **out, ctl_status *st);
+/* Opens a channel to target ("host:port" or any gRPC target) secured as sec
+ * says (NULL: plaintext) and waits until it is connected, it fails (a
+ * refused TLS handshake fails too), or deadline_ms passes. Returns 0 with
+ * *out owned by the caller (ctl_close), or -1 with st->unreachable set and
+ * st->code UNAVAILABLE (failed) or DEADLINE_EXCEEDED (timed out); an
+ * unreadable certificate file is -1 with unreachable false and code
+ * INVALID_ARGUMENT. */
+int ctl_connect(const char *target, const ctl_security *sec, int64_t deadline_ms, ctl_conn **out,
+                ctl_status *st);
 /* Closes the connection; NULL is a no-op. */
 void ctl_close(ctl_conn *c);
 

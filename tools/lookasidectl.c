@@ -86,7 +86,12 @@ static const char exit_codes_text[] =
     "  3  cannot reach the balancer: connection failed or timed out, or the call\n"
     "     ended UNAVAILABLE\n"
     "  4  not found: unknown service or backend (NOT_FOUND)\n"
-    "  5  health: the balancer answered, but not SERVING\n";
+    "  5  health: the balancer answered, but not SERVING\n"
+    "  6  unauthenticated: no identity the balancer knows (no or unknown client\n"
+    "     certificate or token; UNAUTHENTICATED)\n"
+    "  7  permission denied: the identity lacks the permission (PERMISSION_DENIED)\n"
+    "  A refused TLS handshake (untrusted, expired or missing certificate, wrong\n"
+    "  server name) cannot be told apart from a failed connection: exit 3.\n";
 
 static void global_help(void)
 {
@@ -111,6 +116,12 @@ static void global_help(void)
            "  --json            machine-readable output: one JSON object per command,\n"
            "                    one per line for watch; errors as {\"error\":{...}}\n"
            "  --timeout-ms N    deadline for connecting and for each call (default %d)\n"
+           "  --tls-ca FILE     TLS: verify the balancer against this CA (PEM)\n"
+           "  --tls-cert FILE --tls-key FILE\n"
+           "                    client certificate and key (mTLS); need --tls-ca\n"
+           "  --tls-server-name NAME  the name to verify instead of the --lb host\n"
+           "  --token TOKEN     bearer token; default $LOOKASIDE_TOKEN (an argument is\n"
+           "                    visible to other local users in ps: prefer the variable)\n"
            "  --help, -h        this help; after a command, the command's help\n"
            "  --version         print the version\n"
            "\n"
@@ -148,6 +159,7 @@ static bool parse_long(const char *s, long min, long max, long *out)
 typedef struct cmdline {
     bool help, version, json;
     const char *lb;
+    ctl_security sec;
     long timeout_ms, count, duration_ms;
     bool have_count, have_duration;
     const char *cmd;
@@ -205,6 +217,18 @@ static int parse(int argc, char **argv, cmdline *cl)
             if ((v = opt_value(argc, argv, &i, a, n)) == NULL || v[0] == '\0')
                 return ctl_usage_error(NULL, "--lb needs HOST:PORT");
             cl->lb = v;
+        } else if (is_opt(a, "--tls-ca", &n) || is_opt(a, "--tls-cert", &n) ||
+                   is_opt(a, "--tls-key", &n) || is_opt(a, "--tls-server-name", &n) ||
+                   is_opt(a, "--token", &n)) {
+            const char *name = a;
+            if ((v = opt_value(argc, argv, &i, a, n)) == NULL || v[0] == '\0')
+                return ctl_usage_error(NULL, "%.*s needs a value", (int)n, name);
+            const char **slot = strncmp(name, "--tls-ca", n) == 0     ? &cl->sec.ca
+                                : strncmp(name, "--tls-cert", n) == 0 ? &cl->sec.cert
+                                : strncmp(name, "--tls-key", n) == 0  ? &cl->sec.key
+                                : strncmp(name, "--token", n) == 0    ? &cl->sec.token
+                                                                      : &cl->sec.server_name;
+            *slot = v;
         } else if (is_opt(a, "--timeout-ms", &n)) {
             v = opt_value(argc, argv, &i, a, n);
             if (!parse_long(v, 1, 3600000, &cl->timeout_ms))
@@ -276,6 +300,13 @@ int main(int argc, char **argv)
     ctx.lb = cl.lb ? cl.lb : getenv("LOOKASIDE_LB");
     if (ctx.lb == NULL || ctx.lb[0] == '\0')
         return ctl_usage_error(&ctx, "no balancer: give --lb HOST:PORT (or set LOOKASIDE_LB)");
+    ctx.sec = cl.sec;
+    if (ctx.sec.token == NULL && getenv("LOOKASIDE_TOKEN") && getenv("LOOKASIDE_TOKEN")[0])
+        ctx.sec.token = getenv("LOOKASIDE_TOKEN");
+    if ((ctx.sec.cert != NULL) != (ctx.sec.key != NULL))
+        return ctl_usage_error(&ctx, "--tls-cert and --tls-key go together");
+    if ((ctx.sec.cert || ctx.sec.server_name) && ctx.sec.ca == NULL)
+        return ctl_usage_error(&ctx, "--tls-cert, --tls-key and --tls-server-name need --tls-ca");
     ctx.json = cl.json;
     ctx.timeout_ms = (int)cl.timeout_ms;
     ctx.args = cl.args;

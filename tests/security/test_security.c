@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,6 +468,85 @@ static void test_no_hijack(void **state)
     good_client_served();
 }
 
+/* Runs lookasidectl with --lb p and args (NULL-terminated); its exit code
+ * (-1 when it did not exit within 20 s: killed). */
+static int ctl(const proc *p, ...)
+{
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = LOOKASIDECTL;
+    argv[n++] = "--lb";
+    argv[n++] = p->addr;
+    argv[n++] = "--timeout-ms";
+    argv[n++] = "5000";
+    va_list ap;
+    va_start(ap, p);
+    for (const char *a; n < 31 && (a = va_arg(ap, const char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (freopen("/dev/null", "w", stdout) == NULL)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st = 0;
+    for (int i = 0; i < 400; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        h_sleep_ms(50);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static const char *file(const char *name)
+{
+    static char paths[8][400];
+    static int next;
+    char *out = paths[next++ % 8];
+    snprintf(out, 400, "%s/%s", g_dir, name);
+    return out;
+}
+
+/* lookasidectl's documented exit codes for security failures. */
+static void test_ctl_exit_codes(void **state)
+{
+    (void)state;
+    const char *ca = file("ca.crt");
+    /* plaintext against TLS, or an untrusted/missing client certificate: the
+     * handshake fails like a connection does -> 3 */
+    assert_int_equal(ctl(&g_mtls, "services", NULL), 3);
+    assert_int_equal(ctl(&g_mtls, "--tls-ca", ca, "services", NULL), 3);
+    assert_int_equal(ctl(&g_mtls, "--tls-ca", ca, "--tls-cert", file("expired.crt"), "--tls-key",
+                         file("expired.key"), "services", NULL), 3);
+    /* an identity without the permission -> 7; with it -> 0 */
+    assert_int_equal(ctl(&g_mtls, "--tls-ca", ca, "--tls-cert", file("client.crt"), "--tls-key",
+                         file("client.key"), "--tls-server-name", "localhost", "services", NULL),
+                     7);
+    assert_int_equal(ctl(&g_mtls, "--tls-ca", ca, "--tls-cert", file("admin.crt"), "--tls-key",
+                         file("admin.key"), "services", NULL), 0);
+    /* no identity -> 6; tokens */
+    assert_int_equal(ctl(&g_tls, "--tls-ca", ca, "get", "web", NULL), 6);
+    assert_int_equal(ctl(&g_tls, "--tls-ca", ca, "--token", "nope", "get", "web", NULL), 6);
+    assert_int_equal(ctl(&g_tls, "--tls-ca", ca, "--token", OPS_TOKEN, "services", NULL), 0);
+    assert_int_equal(ctl(&g_tls, "--tls-ca", ca, "--token", OPS_TOKEN, "drain", "web",
+                         "127.0.0.1:1", NULL), 7);
+    assert_int_equal(ctl(&g_tls, "--tls-ca", ca, "--token", ADM_TOKEN, "drain", "web",
+                         "127.0.0.1:1", NULL), 4);
+    /* unreadable files and half-given flags are usage errors -> 2 */
+    assert_int_equal(ctl(&g_tls, "--tls-ca", file("missing.crt"), "get", "web", NULL), 2);
+    assert_int_equal(ctl(&g_tls, "--tls-ca", ca, "--tls-cert", file("client.crt"), "get", "web",
+                         NULL), 2);
+    assert_int_equal(ctl(&g_tls, "--tls-cert", file("client.crt"), "--tls-key",
+                         file("client.key"), "get", "web", NULL), 2);
+    good_client_served();
+}
+
 /* Bounded wait for text in a server log. */
 static bool log_wait(const proc *p, const char *text)
 {
@@ -558,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_no_hijack),
+        cmocka_unit_test(test_ctl_exit_codes),
         cmocka_unit_test(test_rotation),   /* last: changes the certificate */
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
