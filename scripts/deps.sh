@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing and says what it installs.
 set -eu
 PKGS="build-essential cmake pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
-libc-ares-dev libsqlite3-dev libcmocka-dev dnsmasq-base python3-grpcio python3 openssl \
+libc-ares-dev libsqlite3-dev libcmocka-dev dnsmasq-base python3-grpcio python3 openssl libssl-dev \
 libsystemd-dev libmicrohttpd-dev python3-yaml prometheus chromium \
 golang-go golang-google-grpc-dev golang-google-protobuf-dev python3-protobuf protobuf-compiler"
 missing=""
