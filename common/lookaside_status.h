@@ -27,7 +27,9 @@ typedef enum lookaside_status {
     LOOKASIDE_EUNAVAIL,    /* no backend or balancer available right now */
     LOOKASIDE_ESHUTDOWN,   /* the object is shutting down */
     LOOKASIDE_ETIMEOUT,    /* a deadline passed */
-    LOOKASIDE_EINTERNAL    /* a bug: an invariant did not hold */
+    LOOKASIDE_EINTERNAL,   /* a bug: an invariant did not hold */
+    LOOKASIDE_ESTATE,      /* not valid in the current state (e.g. a message out of order) */
+    LOOKASIDE_ECONFLICT    /* superseded by a concurrent change (e.g. a newer stream) */
 } lookaside_status;
 
 /* Short lower-case name of a status ("ok", "invalid argument", ...). Never

@@ -19,6 +19,8 @@ const char *lookaside_status_str(lookaside_status st)
     case LOOKASIDE_ESHUTDOWN: return "shutting down";
     case LOOKASIDE_ETIMEOUT: return "timed out";
     case LOOKASIDE_EINTERNAL: return "internal error";
+    case LOOKASIDE_ESTATE: return "not valid in this state";
+    case LOOKASIDE_ECONFLICT: return "superseded";
     }
     return "unknown status";
 }
@@ -42,6 +44,8 @@ grpc_status_code la_status_to_grpc(lookaside_status st)
     case LOOKASIDE_ESHUTDOWN: return GRPC_STATUS_UNAVAILABLE;
     case LOOKASIDE_ETIMEOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
     case LOOKASIDE_EINTERNAL: return GRPC_STATUS_INTERNAL;
+    case LOOKASIDE_ESTATE: return GRPC_STATUS_FAILED_PRECONDITION;
+    case LOOKASIDE_ECONFLICT: return GRPC_STATUS_ABORTED;
     }
     return GRPC_STATUS_UNKNOWN;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "registry_snap.h"
 
 #define NBUCKETS 4096
@@ -437,7 +438,7 @@ static void backend_gone(registry *r, reg_backend *b, bool clean)
 }
 
 /* Drops a backend a stream owns: tells the owner, then treats it as gone. */
-static void backend_drop(registry *r, reg_backend *b, grpc_status_code code, const char *why,
+static void backend_drop(registry *r, reg_backend *b, lookaside_status code, const char *why,
                          bool clean)
 {
     reg_owner *o = b->owner;
@@ -489,7 +490,7 @@ lookaside_status registry_attach(registry *r, const char *service, const char *a
         owner_unwait(r, old);
         b->owner = NULL;
         log_info("registry", "%s %s: a new stream replaces the old one", s->name, b->address);
-        old->dropped(old, GRPC_STATUS_ABORTED, "replaced by a newer stream for the same address");
+        old->dropped(old, LOOKASIDE_ECONFLICT, "replaced by a newer stream for the same address");
     }
     bool was_serving = b->reported || b->in_dns;
     b->owner = owner;
@@ -538,7 +539,9 @@ void registry_await_durable(registry *r, reg_owner *owner)
 static void flush_now(registry *r)
 {
     if (storage_pending(r->st) > 0) {
+        int64_t t0 = clock_mono_ns();
         lookaside_status st = storage_flush(r->st);
+        METRIC_FLUSHED(st, clock_mono_ns() - t0);
         if (st != LOOKASIDE_OK) {
             storage_warn(r, "flush", st);
             return;   /* waiters wait for the next flush that works */
@@ -911,6 +914,7 @@ static void publish(registry *r, reg_service *s)
         return;
     }
     s->snap->published_unix_ms = wall;
+    METRIC_INC(publishes);
     s->published_mono_ms = now;
     s->last_sent_mono_ms = now;
     if (s->known)
@@ -1114,7 +1118,8 @@ static void sweep_service(registry *r, reg_service *s, int64_t now)
             snprintf(why, sizeof why, "no report for %lld ms (limit %lld ms)",
                      (long long)(now - b->last_report_mono_ms), (long long)window);
             log_info("registry", "%s %s: evicted: %s", s->name, b->address, why);
-            backend_drop(r, b, GRPC_STATUS_DEADLINE_EXCEEDED, why, false);
+            METRIC_INC(evictions);
+            backend_drop(r, b, LOOKASIDE_ETIMEOUT, why, false);
         } else if (b->restored && !b->reported && !b->in_dns &&
                    now - b->since_mono_ms > r->cfg.restore_grace_ms && loss_allowed(r, s, now)) {
             log_info("registry", "%s %s: restored backend not confirmed within %lld ms; dropped",
@@ -1317,7 +1322,7 @@ void registry_destroy(registry *r)
                 reg_owner *o = b->owner;
                 owner_unwait(r, o);
                 b->owner = NULL;
-                o->dropped(o, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+                o->dropped(o, LOOKASIDE_ESHUTDOWN, "server shutting down");
             }
             s->n--;
             util_free(b);

@@ -65,7 +65,7 @@ typedef struct reg_owner {
     /* The registry dropped the backend (eviction, replaced by a newer
      * stream for the same address, shutdown). The owner must end its
      * stream; the backend pointer is invalid once this returns. */
-    void (*dropped)(struct reg_owner *o, grpc_status_code code, const char *why);
+    void (*dropped)(struct reg_owner *o, lookaside_status why_code, const char *why);
     /* Who registered (server/auth.h identity, "" or NULL = anonymous), owned
      * by the owner: only the same identity may replace a live stream. */
     const char *identity;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "services.h"
 
 typedef struct reporter {
@@ -44,12 +45,12 @@ static void on_durable(reg_owner *o)
     send_ack(rp);
 }
 
-static void on_dropped(reg_owner *o, grpc_status_code code, const char *why)
+static void on_dropped(reg_owner *o, lookaside_status code, const char *why)
 {
     reporter *rp = (reporter *)o;
     rp->b = NULL;
-    if (code != GRPC_STATUS_OK)
-        rpc_finish(rp->call, code, "%s", why ? why : "dropped");
+    if (code != LOOKASIDE_OK)
+        rpc_fail(rp->call, code, "%s", why ? why : "dropped");
 }
 
 /* Checks one load number: finite, >= 0, not absurd. */
@@ -108,6 +109,7 @@ static void do_register(reporter *rp, const Lookaside__V1__Register *reg)
     }
     rp->b = b;
     rp->accepted++;
+    METRIC_INC(registrations);
     log_info("report", "%s %s registered (zone %s) from %s", b->svc->name, b->address,
              b->zone[0] ? b->zone : "-", rpc_peer(rp->call));
     registry_await_durable(rp->ctx->reg, &rp->owner);
@@ -138,8 +140,8 @@ static void report_message(rpc_call *c, const ProtobufCMessage *m)
         return;
     case LOOKASIDE__V1__LOAD_REPORT__KIND_LOAD: {
         if (rp->b == NULL) {
-            rpc_finish(c, GRPC_STATUS_FAILED_PRECONDITION,
-                       "the first message on a Report stream must be register");
+            rpc_fail(c, LOOKASIDE_ESTATE,
+                     "the first message on a Report stream must be register");
             return;
         }
         const char *bad = load_invalid(r->load);
@@ -160,18 +162,20 @@ static void report_message(rpc_call *c, const ProtobufCMessage *m)
             .in_flight = r->load->in_flight,
         };
         registry_report(rp->ctx->reg, rp->b, &l, util, n_util);
+        METRIC_INC(reports_received);
         rp->accepted++;
         send_ack(rp);
         return;
     }
     case LOOKASIDE__V1__LOAD_REPORT__KIND_DRAIN:
         if (rp->b == NULL) {
-            rpc_finish(c, GRPC_STATUS_FAILED_PRECONDITION,
-                       "the first message on a Report stream must be register");
+            rpc_fail(c, LOOKASIDE_ESTATE,
+                     "the first message on a Report stream must be register");
             return;
         }
         registry_touch(rp->ctx->reg, rp->b);
         registry_set_draining(rp->ctx->reg, rp->b, r->drain->draining);
+        METRIC_ADD(drains, r->drain->draining ? 1 : 0);
         rp->accepted++;
         send_ack(rp);
         return;

@@ -43,7 +43,7 @@ typedef struct owner {
     int dropped, durable;
 } owner;
 
-static void own_dropped(reg_owner *o, grpc_status_code code, const char *why)
+static void own_dropped(reg_owner *o, lookaside_status code, const char *why)
 {
     (void)code;
     (void)why;
