@@ -92,10 +92,19 @@ static void service_tick(la_service *svc, int64_t now, int64_t *next)
         *next = retry;
     client_fallback_tick(svc, now, next);
     client_down_check(svc);
-    if (atomic_exchange(&svc->eject_check, false) ||
+    bool window = false;
+    if (c->ep.fp_threshold != 0 && now >= svc->fp_window_end_ms) {
+        window = svc->fp_window_end_ms != 0;
+        svc->fp_window_end_ms = now + c->ep.fp_interval_ms;
+    }
+    if (c->ep.fp_threshold != 0 && svc->fp_window_end_ms < *next)
+        *next = svc->fp_window_end_ms;
+    if (window || atomic_exchange(&svc->eject_check, false) ||
         (svc->eject_next_ms != 0 && now >= svc->eject_next_ms)) {
         int64_t en = INT64_MAX;
         pthread_mutex_lock(&c->mu);
+        if (window)
+            eject_window(svc->list, svc->n, &c->ep);
         bool changed = eject_update(svc->list, svc->n, &c->ep, now, &en);
         pthread_mutex_unlock(&c->mu);
         svc->eject_next_ms = en == INT64_MAX ? 0 : en;
@@ -242,6 +251,9 @@ lookaside_status lookaside_client_create(const lookaside_client_options *opt,
     c->ep.base_ms = OR_DEFAULT(opt->eject_base_ms, 30000);
     c->ep.max_ms = OR_DEFAULT(opt->eject_max_ms, 300000);
     c->ep.max_percent = OR_DEFAULT(opt->eject_max_percent, 10);
+    c->ep.fp_threshold = EJECT_FP_THRESHOLD;
+    c->ep.fp_min_volume = EJECT_FP_MIN_VOLUME;
+    c->ep.fp_interval_ms = EJECT_FP_INTERVAL_MS;
     c->zone = dup_or_null(opt->zone);
     c->fallback_target = dup_or_null(opt->fallback_target);
     char idbuf[64];
@@ -391,12 +403,13 @@ void lookaside_pick_done(lookaside_client *c, struct lookaside_pick *pick,
             &st->latency_us,
             atomic_load_explicit(&st->latency_us, memory_order_relaxed) + (uint64_t)latency_us,
             memory_order_relaxed);
-    if (status == GRPC_STATUS_UNAVAILABLE) {
+    if (status_is_fault(status)) {
         atomic_fetch_add_explicit(&st->failures, 1, memory_order_relaxed);
         /* A transport-level failure: the channel is no longer READY. Stop
          * picking the backend now rather than when the background thread
          * hears of the state change. */
-        if (!b->is_fallback && !atomic_load_explicit(&b->down, memory_order_relaxed) &&
+        if (status == GRPC_STATUS_UNAVAILABLE && !b->is_fallback &&
+            !atomic_load_explicit(&b->down, memory_order_relaxed) &&
             grpc_channel_check_connectivity_state(b->channel, 0) != GRPC_CHANNEL_READY) {
             atomic_store(&b->down, true);
             atomic_store(&b->svc->down_check, true);

@@ -26,6 +26,11 @@
 #define CONN_WATCH_MS 30000      /* connectivity watches re-armed at least this often */
 #define FALLBACK_WARMUP_MS 5000  /* a re-created fallback channel takes over by then */
 #define RECLAIM_POLL_MS 50       /* retry period while something awaits reclamation */
+/* Failure-percentage ejection (gRFC A50's defaults but a 1 s window: a
+ * client reacts within seconds, not tens of seconds). */
+#define EJECT_FP_THRESHOLD 85
+#define EJECT_FP_MIN_VOLUME 20
+#define EJECT_FP_INTERVAL_MS 1000
 
 typedef struct la_service {
     /* Set before the service is published; read by pick. */
@@ -52,6 +57,7 @@ typedef struct la_service {
     int64_t fallback_refresh_ms;
     int64_t fallback_next_deadline_ms;
     int64_t eject_next_ms;
+    int64_t fp_window_end_ms; /* 0: no window started */
     bool dirty;
     bool unknown_logged;
     uint64_t calls_seen; /* picks done, at the last activity check */

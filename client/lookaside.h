@@ -50,11 +50,16 @@
  *    capacity; (b) stops a small zone from being flooded by its own clients.
  *    Otherwise picks spread over all healthy backends of every zone.
  *
- * Outlier ejection: eject_consecutive_failures consecutive failures
- * (lookaside_pick_done with UNAVAILABLE, or the channel falling into
- * TRANSIENT_FAILURE) eject a backend for eject_base_ms x (times ejected),
- * at most eject_max_ms; at most eject_max_percent of a service's backends
- * (at least one) are ejected at once. Ejected backends return automatically.
+ * Outlier ejection counts the statuses that say a backend is broken:
+ * UNAVAILABLE, UNIMPLEMENTED, INTERNAL, UNKNOWN and DATA_LOSS given to
+ * lookaside_pick_done (not the caller's own errors such as CANCELLED,
+ * DEADLINE_EXCEEDED or INVALID_ARGUMENT), and the channel falling into
+ * TRANSIENT_FAILURE. A backend is ejected after eject_consecutive_failures
+ * of them in a row, or (failure percentage, after gRFC A50) when at least
+ * 85 % of at least 20 calls it ended in the last 1 s window failed. It is
+ * ejected for eject_base_ms x (times ejected), at most eject_max_ms; at most
+ * eject_max_percent of a service's backends (at least one) are ejected at
+ * once. Ejected backends return automatically.
  *
  * Fail static: when the balancer's stream breaks, the last list stays in use
  * and the library reconnects with exponential backoff and jitter (backoff_
@@ -255,8 +260,9 @@ struct lookaside_pick {
 lookaside_status lookaside_pick(lookaside_client *c, const char *service,
                                 struct lookaside_pick *out);
 
-/* Ends a pick: status is how the call ended (GRPC_STATUS_UNAVAILABLE counts
- * towards outlier ejection, GRPC_STATUS_OK resets the count), latency_us its
+/* Ends a pick: status is how the call ended (UNAVAILABLE, UNIMPLEMENTED,
+ * INTERNAL, UNKNOWN and DATA_LOSS count towards outlier ejection, any other
+ * status resets the consecutive count), latency_us its
  * duration (recorded in the backend's statistics; pass 0 if unknown). After
  * this, *pick's fields must no longer be used and the handle is cleared.
  * Calling it twice on the same pick is detected and ignored. Any thread,
@@ -307,7 +313,8 @@ typedef struct lookaside_backend_info {
     grpc_connectivity_state connectivity;
     int64_t in_flight;          /* picks not yet done */
     uint64_t calls;             /* picks done */
-    uint64_t failures;          /* of which ended UNAVAILABLE */
+    uint64_t failures;          /* of which ended with a fault status (see
+                                   outlier ejection) */
     uint64_t latency_us_total;  /* sum of the latencies given to pick_done */
 } lookaside_backend_info;
 

@@ -275,6 +275,23 @@ bool retired_reclaim(pick_retired *r, bool force, void (*close)(la_backend *b))
     return r->snaps != NULL || r->backends != NULL;
 }
 
+void eject_window(la_backend *const *list, size_t n, const eject_params *p)
+{
+    for (size_t i = 0; i < n; i++) {
+        la_backend *b = list[i];
+        uint64_t calls, fails, lat;
+        backend_totals(b, &calls, &fails, &lat);
+        uint64_t dc = calls - b->win_calls, df = fails - b->win_fails;
+        b->win_calls = calls;
+        b->win_fails = fails;
+        b->fp_fail = false;
+        if (p->fp_threshold == 0 || dc < p->fp_min_volume || dc == 0)
+            continue;
+        b->win_pct = (uint32_t)(df * 100 / dc);
+        b->fp_fail = df * 100 >= (uint64_t)p->fp_threshold * dc;
+    }
+}
+
 size_t eject_cap(size_t n, uint32_t max_percent)
 {
     size_t cap = n * max_percent / 100;
@@ -301,8 +318,9 @@ bool eject_update(la_backend *const *list, size_t n, const eject_params *p, int6
     size_t cap = eject_cap(n, p->max_percent);
     for (size_t i = 0; i < n && ejected < cap; i++) {
         la_backend *b = list[i];
+        uint32_t consec = atomic_load_explicit(&b->consec_fail, memory_order_relaxed);
         if (b->ejected || b->retired || b->is_fallback ||
-            atomic_load_explicit(&b->consec_fail, memory_order_relaxed) < p->consecutive)
+            (consec < p->consecutive && !b->fp_fail))
             continue;
         /* Forgive earlier ejections after a long healthy stretch. */
         if (b->eject_end_ms != 0 && now_ms - b->eject_end_ms > p->max_ms)
@@ -315,9 +333,15 @@ bool eject_update(la_backend *const *list, size_t n, const eject_params *p, int6
         b->eject_until_ms = now_ms + dur;
         ejected++;
         changed = true;
-        log_warn("client", "%s: ejected for %lld ms after %u consecutive failures", b->addr,
-                 (long long)dur, (unsigned)atomic_load(&b->consec_fail));
+        if (consec >= p->consecutive)
+            log_warn("client", "%s: ejected for %lld ms after %u consecutive failures", b->addr,
+                     (long long)dur, (unsigned)consec);
+        else
+            log_warn("client", "%s: ejected for %lld ms: %u %% of its calls failed", b->addr,
+                     (long long)dur, (unsigned)b->win_pct);
     }
+    for (size_t i = 0; i < n; i++)
+        list[i]->fp_fail = false;
     for (size_t i = 0; i < n; i++)
         if (list[i]->ejected && list[i]->eject_until_ms < *next_ms)
             *next_ms = list[i]->eject_until_ms;

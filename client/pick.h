@@ -64,6 +64,9 @@ typedef struct la_backend {
     bool pickable;            /* in the published snapshot */
     bool held;                /* kept by self-preservation, not in the last list */
     uint32_t times_ejected;
+    uint64_t win_calls, win_fails; /* totals at the start of the window */
+    uint32_t win_pct;         /* failure % of the last window, when judged */
+    bool fp_fail;             /* over the failure-percentage threshold */
     int64_t eject_until_ms;
     int64_t eject_end_ms;     /* when the last ejection ended */
 
@@ -168,18 +171,38 @@ void retired_add(pick_retired *r, pick_snap *old, la_backend *unlinked, uint64_t
  * when something is still waiting. */
 bool retired_reclaim(pick_retired *r, bool force, void (*close)(la_backend *b));
 
+/* Statuses that say the backend is broken (counted for ejection), as
+ * opposed to the caller's own errors (CANCELLED, INVALID_ARGUMENT,
+ * DEADLINE_EXCEEDED, ...) and answers about the request. */
+static inline bool status_is_fault(grpc_status_code s)
+{
+    return s == GRPC_STATUS_UNAVAILABLE || s == GRPC_STATUS_UNIMPLEMENTED ||
+           s == GRPC_STATUS_INTERNAL || s == GRPC_STATUS_UNKNOWN || s == GRPC_STATUS_DATA_LOSS;
+}
+
 typedef struct eject_params {
     uint32_t consecutive;  /* failures that eject */
     int64_t base_ms;
     int64_t max_ms;
     uint32_t max_percent;  /* of the listed backends, at least one */
+    /* Failure-percentage ejection (gRFC A50): over each window of
+     * fp_interval_ms, a backend with at least fp_min_volume calls of which
+     * at least fp_threshold % failed is ejected. fp_threshold 0: off. */
+    uint32_t fp_threshold;
+    uint32_t fp_min_volume;
+    int64_t fp_interval_ms;
 } eject_params;
 
+/* Ends a failure-percentage window: judges each backend on the calls and
+ * failures counted since the previous call (or since it was created) into
+ * b->fp_fail, and starts the next window. Background thread. */
+void eject_window(la_backend *const *list, size_t n, const eject_params *p);
+
 /* Ends ejections that are due (resetting their failure count), then ejects
- * backends with at least p->consecutive consecutive failures while fewer
- * than the cap are ejected. Returns true when any backend changed.
- * *next_ms is lowered to the earliest pending ejection end. Background
- * thread. */
+ * backends with at least p->consecutive consecutive failures or judged
+ * failing by the last window, while fewer than the cap are ejected.
+ * Returns true when any backend changed. *next_ms is lowered to the
+ * earliest pending ejection end. Background thread. */
 bool eject_update(la_backend *const *list, size_t n, const eject_params *p, int64_t now_ms,
                   int64_t *next_ms);
 

@@ -295,6 +295,48 @@ static void fail_n(la_backend *b, uint32_t n)
     atomic_store(&b->consec_fail, n);
 }
 
+/* Ends k calls on b's first stripe, f of them failed, never two failures in
+ * a row (so the consecutive rule never fires). */
+static void calls_n(la_backend *b, uint64_t k, uint64_t f)
+{
+    atomic_fetch_add(&b->stripes[0].calls, k);
+    atomic_fetch_add(&b->stripes[0].failures, f);
+}
+
+/* Failure percentage (gRFC A50): judged per window, on enough volume,
+ * still under the cap. */
+static void test_eject_failure_percentage(void **st)
+{
+    (void)st;
+    enum { N = 10 };
+    la_backend *v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = mk(i, 100, NULL);
+    eject_params p = {5, 30000, 300000, 10, 85, 20, 1000};
+    int64_t next = INT64_MAX, now = 1000000;
+    eject_window(v, N, &p); /* nothing counted yet */
+    assert_false(eject_update(v, N, &p, now, &next));
+    calls_n(v[0], 100, 90); /* 90 %: out */
+    calls_n(v[1], 100, 50); /* 50 %: stays */
+    calls_n(v[2], 10, 10);  /* 100 % of too few calls: stays */
+    calls_n(v[3], 100, 99); /* over too, but the cap (1 of 10) is taken */
+    eject_window(v, N, &p);
+    assert_true(eject_update(v, N, &p, now, &next));
+    assert_true(v[0]->ejected);
+    assert_false(v[1]->ejected || v[2]->ejected || v[3]->ejected);
+    /* The next window judges only the calls since: v[3] recovered. */
+    calls_n(v[3], 100, 0);
+    eject_window(v, N, &p);
+    assert_false(eject_update(v, N, &p, now + 1000, &next));
+    assert_false(v[3]->ejected);
+    /* Off: no ejection whatever the rate. */
+    p.fp_threshold = 0;
+    calls_n(v[4], 100, 100);
+    eject_window(v, N, &p);
+    assert_false(eject_update(v, N, &p, now + 2000, &next));
+    free_all(v, N);
+}
+
 static void test_eject(void **st)
 {
     (void)st;
@@ -302,7 +344,7 @@ static void test_eject(void **st)
     la_backend *v[N];
     for (int i = 0; i < N; i++)
         v[i] = mk(i, 100, NULL);
-    eject_params p = {5, 30000, 300000, 10};
+    eject_params p = {5, 30000, 300000, 10, 0, 0, 0};
     assert_int_equal(eject_cap(N, 10), 2);
     assert_int_equal(eject_cap(3, 10), 1);
     assert_int_equal(eject_cap(1, 10), 1);
@@ -380,7 +422,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distribution), cmocka_unit_test(test_add_remove),
         cmocka_unit_test(test_exclusions),   cmocka_unit_test(test_zone),
-        cmocka_unit_test(test_down),
+        cmocka_unit_test(test_down),         cmocka_unit_test(test_eject_failure_percentage),
         cmocka_unit_test(test_eject),        cmocka_unit_test(test_table_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

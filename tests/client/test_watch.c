@@ -15,6 +15,7 @@
 #include <grpc/grpc.h>
 
 #include "client_internal.h"
+#include "echo_call.h"
 #include "fake_srv.h"
 #include "lookaside.h"
 #include "util.h"
@@ -249,6 +250,58 @@ static void test_dead_backend(void **st)
     grpc_shutdown();
 }
 
+/* k calls through the client: pick, call, pick_done with the call's status.
+ * Returns how many failed. */
+static int run_calls(lookaside_client *c, int k)
+{
+    int failed = 0;
+    for (int i = 0; i < k; i++) {
+        struct lookaside_pick p;
+        assert_int_equal(lookaside_pick(c, SVC, &p), LOOKASIDE_OK);
+        grpc_status_code st = it_echo(p.channel, 5000, NULL, 0);
+        failed += st != GRPC_STATUS_OK;
+        lookaside_pick_done(c, &p, st, 100);
+    }
+    return failed;
+}
+
+/* A registered backend that answers every call with UNIMPLEMENTED (a
+ * foreign or misconfigured server) is ejected; then no call fails. */
+static void test_unimplemented_ejected(void **st)
+{
+    (void)st;
+    grpc_init();
+    for (int i = 0; i < 3; i++)
+        assert_non_null(srv[i] = fake_start(NULL, 0));
+    fake_set_status(srv[2], GRPC_STATUS_UNIMPLEMENTED);
+    lookaside_client *c = client_on("127.0.0.1:1");
+    const bool three[NB] = {true, true, true, false};
+    inject(c, three, NULL, 1);
+    assert_true(wait_backends(c, 3, 3));
+    int failed = run_calls(c, 60);
+    assert_true(failed >= 5);
+    lookaside_service_info info = {0};
+    for (int t = 0; t < 1000; t++) {
+        info = info_of(c);
+        if (info.ejected == 1)
+            break;
+        sleep_ms(5);
+    }
+    assert_int_equal(info.ejected, 1);
+    assert_int_equal(info.pickable, 2);
+    assert_int_equal(run_calls(c, 300), 0);
+    fake_counts fc;
+    fake_counts_get(srv[2], &fc);
+    printf("UNIMPLEMENTED backend answered %d calls before its ejection\n", fc.calls);
+    it_echo_thread_done();
+    lookaside_client_destroy(c);
+    for (int i = 0; i < NB; i++) {
+        fake_stop(srv[i]);
+        srv[i] = NULL;
+    }
+    grpc_shutdown();
+}
+
 /* The balancer goes away for a while (long enough for the backoff to reach
  * its cap) and comes back on the same port: the reporter registers and the
  * client watches again. The delay is printed, not asserted (bench/ has the
@@ -316,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_heartbeat),
         cmocka_unit_test(test_self_preservation),
         cmocka_unit_test(test_dead_backend),
+        cmocka_unit_test(test_unimplemented_ejected),
         cmocka_unit_test(test_balancer_return),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
