@@ -12,12 +12,37 @@ for p in $PKGS; do
         missing="$missing $p"
     fi
 done
-if [ -z "$missing" ]; then
-    echo "deps: all packages present"
-    exit 0
-fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-echo "deps: installing:$missing"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+updated=""
+if [ -z "$missing" ]; then
+    echo "deps: all packages present"
+else
+    echo "deps: installing:$missing"
+    $SUDO apt-get update -q
+    updated=1
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+# clang and its libFuzzer runtime, for tests/fuzz (scripts/test.sh runs a short
+# round of every fuzz target, bench/fuzz.sh longer ones). The runtime is
+# packaged per clang major version, so it is picked once clang is there. A
+# package the archive does not have is reported and skipped (the fuzz step
+# then says so); one it has must install.
+fuzz_pkg() {
+    if dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; then
+        return 0
+    fi
+    if [ -z "$updated" ]; then $SUDO apt-get update -q; updated=1; fi
+    if ! apt-cache show "$1" >/dev/null 2>&1; then
+        echo "deps: $1 is not in this system's archive: clang/libFuzzer not installable"
+        return 1
+    fi
+    echo "deps: installing: $1"
+    # (set -e does not apply inside an if condition: fail explicitly)
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "$1" ||
+        { echo "deps: installing $1 failed" >&2; exit 1; }
+}
+if fuzz_pkg clang; then
+    fuzz_pkg "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev" || true
+fi

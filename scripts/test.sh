@@ -7,5 +7,15 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/asan}
 cmake -S . -B "$BUILD" -DLOOKASIDE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$BUILD" -j2
-cd "$BUILD"
-ctest -j2 --output-on-failure --timeout 300
+(cd "$BUILD" && ctest -j2 --output-on-failure --timeout 300)
+
+# Fuzz step: a short round of every libFuzzer target from the committed seed
+# corpus (clang build in build/fuzz). Any crash, leak or broken invariant
+# fails the test command; exit 77 means clang/libFuzzer is not installable
+# here (deps.sh said so) and the step is reported as skipped.
+fuzz_rc=0
+tests/fuzz/run.sh "${FUZZ_SECONDS:-2}" || fuzz_rc=$?
+if [ "$fuzz_rc" -ne 0 ] && [ "$fuzz_rc" -ne 77 ]; then
+    echo "fuzz: FAILED (reproducers in build/fuzz/fuzz-out/)"
+    exit "$fuzz_rc"
+fi
