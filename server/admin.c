@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "services.h"
 
 static void list_start(rpc_call *c, const ProtobufCMessage *m)
@@ -195,6 +196,7 @@ static void drain_start(rpc_call *c, const ProtobufCMessage *m)
     log_info("admin", "%s %s: %s by admin from %s", req->service, b->address,
              req->draining ? "drain" : "undrain", rpc_peer(c));
     registry_set_draining(ctx->reg, b, req->draining);
+    METRIC_ADD(drains, req->draining ? 1 : 0);
     registry_publish_dirty(ctx->reg);   /* an operator's change goes out at once */
     Lookaside__V1__SetDrainResponse resp = LOOKASIDE__V1__SET_DRAIN_RESPONSE__INIT;
     resp.state = b->draining ? LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "services.h"
 
 typedef struct watcher {
@@ -11,6 +12,7 @@ typedef struct watcher {
     server_ctx *ctx;
     uint64_t sent_version;
     bool heartbeats;            /* the client set accepts_heartbeat */
+    int64_t push_published_ms;  /* publication time of the list being sent (metrics) */
 } watcher;
 
 static void watcher_push(watcher *w, const snap_service *snap)
@@ -21,8 +23,10 @@ static void watcher_push(watcher *w, const snap_service *snap)
      * whatever is latest then. A slow watcher skips versions, never queues. */
     if (rpc_send_in_flight(w->call))
         return;
-    if (rpc_send_buffer(w->call, snap->packed))
+    if (rpc_send_buffer(w->call, snap->packed)) {
         w->sent_version = snap->version;
+        w->push_published_ms = snap->published_unix_ms;
+    }
 }
 
 static void watch_on_publish(reg_sub *sub, const snap_service *snap)
@@ -78,6 +82,8 @@ static void watch_start(rpc_call *c, const ProtobufCMessage *m)
 static void watch_send_done(rpc_call *c, bool ok)
 {
     watcher *w = rpc_user(c);
+    if (ok && w)
+        metrics_push_done(&w->push_published_ms);
     if (ok && w)
         watcher_push(w, registry_sub_snapshot(w->ctx->reg, &w->sub));
 }

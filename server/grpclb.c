@@ -33,6 +33,7 @@
 
 #include "grpc/lb/v1/load_balancer.pb-c.h"
 #include "log.h"
+#include "metrics.h"
 #include "pbio.h"
 #include "services.h"
 #include "wrr.h"
@@ -222,8 +223,10 @@ static void stream_push(lb_stream *st)
      * then, so a slow client skips versions instead of queueing them. */
     if (rpc_send_in_flight(st->call))
         return;
-    if (rpc_send_buffer(st->call, g->packed))
+    if (rpc_send_buffer(st->call, g->packed)) {
         st->sent_version = g->version;
+        METRIC_INC(grpclb_lists);
+    }
 }
 
 static void group_on_publish(reg_sub *sub, const snap_service *s)
@@ -418,6 +421,7 @@ static void lb_start(rpc_call *c, const ProtobufCMessage *m)
     }
     st->call = c;
     rpc_set_user(c, st);
+    METRIC_GAUGE(grpclb_streams, 1);
 }
 
 static void lb_message(rpc_call *c, const ProtobufCMessage *m)
@@ -478,6 +482,7 @@ static void lb_close(rpc_call *c, bool cancelled)
     group_leave(rpc_method_ctx(c), st);
     rpc_set_user(c, NULL);
     free(st);
+    METRIC_GAUGE(grpclb_streams, -1);
 }
 
 size_t grpclb_methods(server_ctx *ctx, rpc_method *out)

@@ -13,7 +13,9 @@
 #include "auth.h"
 #include "discovery.h"
 #include "envflags.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "registry.h"
 #include "rpc.h"
@@ -31,6 +33,8 @@ typedef struct flags {
     int n_discover;
     int64_t dns_refresh_ms;
     const char *token_file;
+    const char *http_listen;      /* NULL: no HTTP endpoint */
+    size_t http_max_backends;
     const char *policy_file, *tls_cert, *tls_key, *tls_ca;
     bool insecure;
     const char *policy;
@@ -71,6 +75,9 @@ static void usage(FILE *f)
             "                              required with TLS; re-read with the certificates on SIGHUP\n"
             "  --insecure                  plaintext to any peer (default without TLS: loopback only)\n"
             "  --log-level LEVEL           debug, info, warn, error (default info)\n"
+            "  --http-listen HOST:PORT     metrics, health and the status page (off unless\n"
+            "                              given; loopback peers only without TLS)\n"
+            "  --http-max-backends N       per-backend metric series cap (default 2000)\n"
             "  --help, --version\n"
             "Every flag can also be set as LOOKASIDE_<FLAG> (--dns-refresh-ms =>\n"
             "LOOKASIDE_DNS_REFRESH_MS; repeated --discover: values separated by spaces);\n"
@@ -82,7 +89,7 @@ static int parse_flags(int argc, char **argv, flags *f)
     enum { F_LISTEN = 1, F_DB, F_DISCOVER, F_DNS_REFRESH, F_REPORT_INTERVAL, F_EVICT, F_PUSH,
            F_WEIGHT, F_POLICY, F_MAXB, F_MAXS, F_MAXPEER, F_MAXMSG, F_MAXREP, F_LBSTATS, F_LBMAX,
            F_TOKENS, F_LOG, F_HELP, F_VERSION, F_TLS_CERT, F_TLS_KEY, F_TLS_CA, F_POLICY_FILE,
-           F_INSECURE };
+           F_INSECURE, F_HTTP, F_HTTP_MAX };
     static const struct option opts[] = {
         {"listen", required_argument, 0, F_LISTEN},
         {"db", required_argument, 0, F_DB},
@@ -109,6 +116,8 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"tls-client-ca", required_argument, 0, F_TLS_CA},
         {"policy-file", required_argument, 0, F_POLICY_FILE},
         {"insecure", no_argument, 0, F_INSECURE},
+        {"http-listen", required_argument, 0, F_HTTP},
+        {"http-max-backends", required_argument, 0, F_HTTP_MAX},
         {0, 0, 0, 0}};
     /* LOOKASIDE_<FLAG> variables supply flags the command line lacks. */
     static const char *const repeatable[] = {"discover", NULL};
@@ -194,6 +203,11 @@ static int parse_flags(int argc, char **argv, flags *f)
                 log_set_level((enum log_level)lvl);
             break;
         }
+        case F_HTTP: f->http_listen = optarg; break;
+        case F_HTTP_MAX:
+            ok = util_parse_ll(optarg, 0, 1000000, &v);
+            f->http_max_backends = (size_t)v;
+            break;
         case F_HELP: usage(stdout); return 0;
         case F_VERSION: printf("lookaside-server %s\n", LOOKASIDE_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -296,12 +310,17 @@ static void on_dns(void *arg, const char *service, lookaside_status st, const la
 {
     dns_glue *g = arg;
     if (st != LOOKASIDE_OK) {
+        METRIC_INC(dns_failures);
         log_warn("discovery", "%s: lookup failed (%s); keeping the last known set", service,
                  lookaside_status_str(st));
         return;
     }
+    METRIC_INC(dns_refreshes);
     registry_dns_update(g->reg, service, addrs, n);
 }
+
+/* The HTTP thread's view of the registry: its snapshot catalog. */
+static snap_catalog *http_catalog(void *arg) { return registry_catalog_acquire(arg); }
 
 static int64_t dns_poll(loop *l, void *arg, int64_t now)
 {
@@ -360,6 +379,7 @@ int main(int argc, char **argv)
     loop *l = NULL;
     registry *reg = NULL;
     rpc_server *srv = NULL;
+    http_server *http = NULL;
     discovery *disc = NULL;
     security sec;
     memset(&sec, 0, sizeof sec);
@@ -444,9 +464,21 @@ int main(int argc, char **argv)
     hup_poll(l, &sec);
     /* Type=notify units: clients can connect from now on. No-op outside
      * systemd (NOTIFY_SOCKET unset). */
+    if (f.http_listen) {
+        char herr[300];
+        http_config hc = {.listen = f.http_listen, .acquire = http_catalog, .acquire_arg = reg,
+                          .auth = sec.au, .tls_cert_file = f.tls_cert, .tls_key_file = f.tls_key,
+                          .max_backend_series = f.http_max_backends};
+        if (http_server_create(&hc, &http, herr, sizeof herr) != LOOKASIDE_OK) {
+            log_error("main", "HTTP endpoint: %s", herr);
+            goto out;
+        }
+        http_set_ready(http, true);
+    }
     sd_notify(0, "READY=1");
     loop_run(l);
     sd_notify(0, "STOPPING=1");
+    http_set_ready(http, false);
     log_info("main", "shutting down");
     ctx.shutting_down = true;
     exit_code = 0;
@@ -460,6 +492,8 @@ out:
         rpc_server_shutdown(srv, 2000);
         rpc_server_destroy(srv);
     }
+    /* Before the registry: the HTTP threads read its catalog. */
+    http_server_destroy(http);
     registry_destroy(reg);
     loop_destroy(l);
     s = storage_flush(st);

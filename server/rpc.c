@@ -10,6 +10,7 @@
 #include <grpc/support/time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pbio.h"
 #include "status.h"
 #include "util.h"
@@ -663,6 +664,7 @@ void rpc_finish(rpc_call *c, grpc_status_code code, const char *fmt, ...)
 void rpc_fail(rpc_call *c, lookaside_status st, const char *fmt, ...)
 {
     va_list ap;
+    METRIC_REFUSED(c->m->path, st);
     va_start(ap, fmt);
     finish_v(c, la_status_to_grpc(st), fmt, ap);
     va_end(ap);

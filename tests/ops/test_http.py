@@ -1,0 +1,426 @@
+#!/usr/bin/python3
+"""The HTTP endpoint against the real things, all on 127.0.0.1:
+
+  access      the same authorization rules as the gRPC port: /healthz and
+              /readyz public, everything else needs watch:* (or admin);
+              401 without a credential, 403 with one that lacks it; only GET.
+  prometheus  `promtool check metrics` accepts /metrics; Debian's prometheus
+              scrapes the endpoint every second and its HTTP API returns the
+              series with the values the server holds (a weight override of
+              777 set through lookasidectl, one registration, one backend).
+  chromium    headless Debian chromium (DevTools protocol over a pipe) opens
+              the status page; a backend registered shows up SERVING, then
+              after `lookasidectl drain` turns DRAINING in the same page
+              (same load id, one navigation: no reload).
+
+usage: test_http.py MODE SERVER BACKEND CTL
+Exit 0 passed, 1 failed, 77 skipped (a package missing: scripts/deps.sh
+installs prometheus and chromium). Every process started here is stopped by
+its PID; every wait is bounded.
+"""
+import fcntl
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+MODE, SERVER, BACKEND, CTL = sys.argv[1:5]
+failures = []
+procs = []
+
+
+def check(cond, what):
+    print(("ok:   " if cond else "FAIL: ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def clean_env():
+    # Sanitizer settings are for our binaries, not for chromium/prometheus.
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("LOOKASIDE_", "ASAN_", "LSAN_", "UBSAN_"))}
+
+
+def spawn(argv, log, env=None):
+    f = open(log, "w")
+    p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env or clean_env(),
+                         stdin=subprocess.DEVNULL)
+    f.close()
+    procs.append((p, log))
+    return p
+
+
+def stop(p, timeout=10):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
+def wait_for(fn, timeout, what, interval=0.1):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = fn()
+        except Exception as e:   # not up yet
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    print(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return None
+
+
+def log_match(log, pattern):
+    with open(log, errors="replace") as f:
+        m = re.search(pattern, f.read())
+    return m
+
+
+def start_server(tmp, extra=()):
+    log = os.path.join(tmp, "server.log")
+    p = spawn([SERVER, "--listen", "127.0.0.1:0", "--db", os.path.join(tmp, "la.db"),
+               "--http-listen", "127.0.0.1:0", "--report-interval-ms", "200"] + list(extra),
+              log, env={**clean_env(), **{k: v for k, v in os.environ.items()
+                                           if k.startswith(("ASAN_", "LSAN_", "UBSAN_"))}})
+    m = wait_for(lambda: log_match(log, r"http listening on 127\.0\.0\.1:(\d+)"), 15,
+                 "the server's HTTP port")
+    g = log_match(log, r"main: listening on [^ ]*:(\d+)")
+    if not m or not g:
+        with open(log) as f:
+            print(f.read())
+        raise SystemExit(1)
+    return p, int(g.group(1)), int(m.group(1))
+
+
+def http_get(port, path, token=None, method="GET", timeout=5):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), dict(e.headers)
+
+
+def start_backend(tmp, grpc_port, name="b1"):
+    return spawn([BACKEND, "--listen", "127.0.0.1:0", "--lb", f"127.0.0.1:{grpc_port}",
+                  "--service", "web", "--name", name], os.path.join(tmp, name + ".log"),
+                 env={**clean_env(), **{k: v for k, v in os.environ.items()
+                                          if k.startswith(("ASAN_", "LSAN_", "UBSAN_"))}})
+
+
+def backend_address(http_port):
+    def get():
+        st, body, _ = http_get(http_port, "/api/status")
+        d = json.loads(body)
+        for s in d["services"]:
+            if s["name"] == "web" and s["backends"]:
+                return s["backends"][0]["address"]
+        return None
+    return wait_for(get, 20, "the backend in /api/status")
+
+
+def ctl(grpc_port, *args):
+    r = subprocess.run([CTL, "--lb", f"127.0.0.1:{grpc_port}"] + list(args), capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 0, f"lookasidectl {' '.join(args)} (rc {r.returncode}: {r.stderr.strip()})")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---------------------------------------------------------------- access
+def test_access(tmp):
+    ops, web = "ops-secret-1", "web-secret-2"
+    pol = os.path.join(tmp, "policy")
+    with open(pol, "w") as f:
+        f.write(f"token ops sha256:{hashlib.sha256(ops.encode()).hexdigest()} watch:*\n")
+        f.write(f"token web sha256:{hashlib.sha256(web.encode()).hexdigest()} watch:web\n")
+        f.write("anonymous report:*\n")
+    p, _, hp = start_server(tmp, ["--insecure", "--policy-file", pol])
+    for path in ("/healthz", "/readyz"):
+        st, body, _ = http_get(hp, path)
+        check(st == 200, f"{path} is public ({st} {body.strip()})")
+    for path in ("/metrics", "/api/status", "/"):
+        st, _, hdr = http_get(hp, path)
+        check(st == 401 and "Bearer" in hdr.get("WWW-Authenticate", ""),
+              f"{path} without a token: 401 with WWW-Authenticate ({st})")
+        st, _, _ = http_get(hp, path, token="wrong")
+        check(st == 401, f"{path} with an unknown token: 401 ({st})")
+        st, _, _ = http_get(hp, path, token=web)
+        check(st == 403, f"{path} with watch:web only: 403 ({st})")
+        st, body, hdr = http_get(hp, path, token=ops)
+        check(st == 200 and body, f"{path} with watch:*: 200 ({st})")
+    st, _, hdr = http_get(hp, "/metrics", token=ops, method="POST")
+    check(st == 405 and "GET" in hdr.get("Allow", ""), f"POST refused with 405 ({st})")
+    st, _, _ = http_get(hp, "/nope", token=ops)
+    check(st == 404, f"unknown path: 404 ({st})")
+    st, body, hdr = http_get(hp, "/", token=ops)
+    check("default-src 'none'" in hdr.get("Content-Security-Policy", ""),
+          "the page is served with a strict Content-Security-Policy")
+    check(not re.search(r"<(script|link|img)[^>]+(src|href)=", body),
+          "the page loads no external assets")
+    st, body, _ = http_get(hp, "/metrics", token=ops)
+    m = re.search(r"^lookaside_http_refused_total (\d+)$", body, re.M)
+    check(m and int(m.group(1)) >= 9, "refusals are counted in lookaside_http_refused_total")
+    check(stop(p) == 0, "server exits 0")
+    check(log_match(os.path.join(tmp, "server.log"), r"refused: needs watch:\* or admin"),
+          "refusals are logged")
+
+
+# ------------------------------------------------------------ prometheus
+def prom_query(pport, q):
+    u = f"http://127.0.0.1:{pport}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+    with urllib.request.urlopen(u, timeout=5) as r:
+        d = json.loads(r.read().decode())
+    if d.get("status") != "success":
+        return None
+    return d["data"]["result"]
+
+
+def prom_value(pport, q, want):
+    """The query's single value once it equals want (None if it never did)."""
+    def get():
+        res = prom_query(pport, q)
+        if res and len(res) == 1 and float(res[0]["value"][1]) == want:
+            return res
+        return None
+    return wait_for(get, 30, f"{q} == {want} in prometheus", interval=0.5)
+
+
+def test_prometheus(tmp):
+    prom, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if not prom or not promtool:
+        print("SKIP: prometheus/promtool not installed (scripts/deps.sh installs prometheus)")
+        return 77
+    p, gp, hp = start_server(tmp)
+    start_backend(tmp, gp)
+    addr = backend_address(hp)
+    if not check(addr, "backend registered"):
+        return 1
+    ctl(gp, "weight", "web", addr, "777")
+    st, text, hdr = http_get(hp, "/metrics")
+    check(st == 200 and hdr.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
+          "/metrics is the Prometheus text format 0.0.4")
+    r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                       timeout=30)
+    check(r.returncode == 0, f"promtool check metrics passes ({(r.stdout + r.stderr).strip()})")
+    for fam in ("lookaside_reports_received_total", "lookaside_reports_rejected_total",
+                "lookaside_registrations_total", "lookaside_evictions_total",
+                "lookaside_drains_total", "lookaside_pushes_total",
+                "lookaside_push_latency_seconds_bucket", "lookaside_watchers",
+                "lookaside_grpclb_streams", "lookaside_grpclb_client_calls_started_total",
+                "lookaside_list_version", "lookaside_storage_flush_latency_seconds_bucket",
+                "lookaside_storage_errors_total", "lookaside_dns_refreshes_total",
+                "lookaside_dns_failures_total", "process_cpu_seconds_total",
+                "process_resident_memory_bytes", "process_open_fds", "lookaside_backend_weight",
+                "lookaside_backend_cpu_utilization", "lookaside_metrics_backends_omitted"):
+        check(re.search(r"^" + fam + r"[{ ]", text, re.M), f"/metrics has {fam}")
+    # Prometheus scraping the endpoint every second.
+    cfg = os.path.join(tmp, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "scrape_configs:\n  - job_name: lookaside\n    static_configs:\n"
+                f"      - targets: ['127.0.0.1:{hp}']\n")
+    pport = None
+    for _attempt in range(3):   # a free port may be taken between probe and bind
+        pport = free_port()
+        pp = spawn([prom, "--config.file", cfg, "--storage.tsdb.path", os.path.join(tmp, "tsdb"),
+                    f"--web.listen-address=127.0.0.1:{pport}", "--log.level=warn"],
+                   os.path.join(tmp, "prometheus.log"))
+        if wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{pport}/-/ready",
+                                                   timeout=2).status == 200, 30,
+                    "prometheus ready"):
+            break
+        stop(pp)
+    else:
+        return 1
+    check(prom_value(pport, 'up{job="lookaside"}', 1), "prometheus scrapes the endpoint (up == 1)")
+    sel = f'{{service="web",address="{addr}"}}'
+    check(prom_value(pport, "lookaside_backend_weight_override" + sel, 777),
+          "lookaside_backend_weight_override == 777 (set with lookasidectl) in prometheus")
+    check(prom_value(pport, "lookaside_backend_weight" + sel, 777),
+          "lookaside_backend_weight == 777 (the override is published) in prometheus")
+    check(prom_value(pport, "lookaside_registrations_total", 1),
+          "lookaside_registrations_total == 1 in prometheus")
+    check(prom_value(pport, 'lookaside_service_backends{service="web"}', 1),
+          "lookaside_service_backends{service=web} == 1 in prometheus")
+    # A value that moves: reports received increase between scrapes.
+    res = wait_for(lambda: (lambda r: r if r and float(r[0]["value"][1]) > 0 else None)(
+        prom_query(pport, "increase(lookaside_reports_received_total[5s])")), 30,
+        "reports received increasing")
+    check(res, "lookaside_reports_received_total increases in prometheus")
+    ctl(gp, "drain", "web", addr)
+    check(prom_value(pport, "lookaside_drains_total", 1), "lookaside_drains_total == 1")
+    check(prom_value(pport, f'lookaside_backend_state{{service="web",address="{addr}",'
+                            f'state="DRAINING"}}', 1), "lookaside_backend_state DRAINING")
+    return 0
+
+
+# -------------------------------------------------------------- chromium
+class Devtools:
+    """Chrome DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4
+    out; NUL-terminated JSON messages)."""
+
+    def __init__(self, chrome, tmp):
+        cmd_r, cmd_w = os.pipe()
+        res_r, res_w = os.pipe()
+        # Keep our ends away from 3 and 4 so the dup2 below cannot clobber.
+        self.cmd_r = fcntl.fcntl(cmd_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        self.res_w = fcntl.fcntl(res_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(cmd_r)
+        os.close(res_w)
+        self.w, self.r = cmd_w, res_r
+        os.set_inheritable(self.w, False)
+        os.set_inheritable(self.r, False)
+        child_in, child_out = self.cmd_r, self.res_w
+
+        def fds():
+            os.dup2(child_in, 3)
+            os.dup2(child_out, 4)
+        args = [chrome, "--headless", "--remote-debugging-pipe", "--no-first-run",
+                "--no-default-browser-check", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-extensions", "--disable-background-networking",
+                "--user-data-dir=" + os.path.join(tmp, "chrome-profile"), "about:blank"]
+        if os.geteuid() == 0:
+            args.insert(1, "--no-sandbox")   # chromium refuses root otherwise
+        log = open(os.path.join(tmp, "chromium.log"), "w")
+        self.p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, preexec_fn=fds, close_fds=False,
+                                  env=clean_env())
+        log.close()
+        procs.append((self.p, os.path.join(tmp, "chromium.log")))
+        os.close(self.cmd_r)
+        os.close(self.res_w)
+        self.buf = b""
+        self.next_id = 0
+
+    def call(self, method, params=None, session=None, timeout=20):
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.w, json.dumps(msg).encode() + b"\0")
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            while b"\0" in self.buf:
+                raw, self.buf = self.buf.split(b"\0", 1)
+                d = json.loads(raw)
+                if d.get("id") == self.next_id:
+                    if "error" in d:
+                        raise RuntimeError(f"{method}: {d['error']}")
+                    return d.get("result", {})
+            ready, _, _ = select.select([self.r], [], [], max(0.0, end - time.monotonic()))
+            if ready:
+                chunk = os.read(self.r, 1 << 16)
+                if not chunk:
+                    raise RuntimeError("chromium closed the pipe")
+                self.buf += chunk
+        raise TimeoutError(method)
+
+    def close(self):
+        try:
+            self.call("Browser.close", timeout=5)
+        except Exception:
+            pass
+        stop(self.p)
+        os.close(self.w)
+        os.close(self.r)
+
+
+def test_chromium(tmp):
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chrome:
+        print("SKIP: chromium not installed (scripts/deps.sh installs chromium)")
+        return 77
+    p, gp, hp = start_server(tmp)
+    start_backend(tmp, gp)
+    addr = backend_address(hp)
+    if not check(addr, "backend registered"):
+        return 1
+    dt = Devtools(chrome, tmp)
+    try:
+        target = dt.call("Target.createTarget", {"url": f"http://127.0.0.1:{hp}/"})["targetId"]
+        sess = dt.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        probe = ("JSON.stringify((function(){var L=window.__lookaside||{};"
+                 "var r=document.querySelector('tr.backend[data-address=\"" + addr + "\"]');"
+                 "return {state:r&&r.getAttribute('data-state'),loadId:L.loadId,updates:L.updates,"
+                 "nav:performance.getEntriesByType('navigation').length,"
+                 "spark:!!(r&&r.querySelector('svg.spark')),"
+                 "why:r?r.querySelector('td.why').textContent:null,"
+                 "service:!!document.querySelector('section[data-service=\"web\"]'),"
+                 "seen:(L.seen||{})['web\\n" + addr + "']||[]};})())")
+
+        def state():
+            v = dt.call("Runtime.evaluate", {"expression": probe, "returnByValue": True},
+                        session=sess)
+            return json.loads(v["result"]["value"])
+        first = wait_for(lambda: (lambda s: s if s["state"] == "SERVING" else None)(state()), 30,
+                         "the backend SERVING on the page")
+        if not check(first, f"the page shows {addr} SERVING"):
+            return 1
+        check(first["service"] and first["spark"] and first["why"],
+              f"service section, sparkline and weight explanation shown ({first['why']!r})")
+        ctl(gp, "drain", "web", addr)
+        after = wait_for(lambda: (lambda s: s if s["state"] == "DRAINING" else None)(state()), 30,
+                         "the backend DRAINING on the page")
+        if check(after, f"the page turns {addr} DRAINING without a reload"):
+            check(after["loadId"] == first["loadId"] and after["nav"] == 1,
+                  "same document (load id kept, one navigation)")
+            check(after["updates"] > first["updates"], "the page kept polling")
+            check(after["seen"] == ["SERVING", "DRAINING"],
+                  f"the page saw SERVING then DRAINING ({after['seen']})")
+    finally:
+        dt.close()
+    return 0
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="la_http_")
+    rc = 1
+    try:
+        rc = {"access": test_access, "prometheus": test_prometheus,
+              "chromium": test_chromium}[MODE](tmp) or 0
+    finally:
+        for p, log in reversed(procs):
+            code = stop(p)
+            if failures and code is not None:
+                print(f"--- {log} (exit {code})")
+                with open(log, errors="replace") as f:
+                    print(f.read()[-4000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+    if rc == 77:
+        return 77
+    if failures or rc:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    print(f"http {MODE}: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
