@@ -2,7 +2,8 @@
 # gen_certs.sh DIR - test certificates for tests/security, made fresh with the
 # openssl CLI on every run (nothing secret is committed). EC P-256 keys.
 #   ca.crt           the test CA; ca2.crt another CA nobody trusts
-#   server.crt       DNS:localhost, IP:127.0.0.1, CN server-gen1 (signed by ca)
+#   server.crt       DNS:localhost, lb.test, web.test (the grpclb test's balancer
+#                    and backends), IP:127.0.0.1, CN server-gen1 (signed by ca)
 #   server2.crt      the same names, CN server-gen2, signed by ca2 (rotation)
 #   reporter.crt     URI spiffe://test/reporter-web       (report:web)
 #   reporter2.crt    URI spiffe://test/reporter-other     (report:web, another identity)
@@ -32,7 +33,7 @@ leaf() {
 }
 ca ca
 ca ca2
-leaf server ca "DNS:localhost,IP:127.0.0.1" server-gen1
+leaf server ca "DNS:localhost,DNS:lb.test,DNS:web.test,IP:127.0.0.1" server-gen1
 leaf server2 ca2 "DNS:localhost,IP:127.0.0.1" server-gen2
 leaf reporter ca "URI:spiffe://test/reporter-web"
 leaf reporter2 ca "URI:spiffe://test/reporter-other"
