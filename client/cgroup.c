@@ -47,12 +47,19 @@ static void keep_min(double *cur, double v)
         *cur = v;
 }
 
+/* dir/file into path; false when it does not fit (never read a truncated
+ * path: it names another file). */
+static bool join(char *path, size_t len, const char *dir, const char *file)
+{
+    int n = snprintf(path, len, "%s/%s", dir, file);
+    return n >= 0 && (size_t)n < len;
+}
+
 /* v2 cpu.max: "QUOTA PERIOD" | "max PERIOD". */
 static double v2_cpu(const char *dir)
 {
     char path[CG_PATH], line[128];
-    snprintf(path, sizeof path, "%s/cpu.max", dir);
-    if (!read_line(path, line, sizeof line) || strncmp(line, "max", 3) == 0)
+    if (!join(path, sizeof path, dir, "cpu.max") || !read_line(path, line, sizeof line) || strncmp(line, "max", 3) == 0)
         return 0;
     char *sp = strchr(line, ' ');
     double quota, period = 100000;
@@ -70,8 +77,7 @@ static double v2_mem(const char *dir)
 {
     char path[CG_PATH], line[128];
     double v;
-    snprintf(path, sizeof path, "%s/memory.max", dir);
-    if (!read_line(path, line, sizeof line) || !parse_num(line, &v))
+    if (!join(path, sizeof path, dir, "memory.max") || !read_line(path, line, sizeof line) || !parse_num(line, &v))
         return 0;       /* includes "max" */
     return v;
 }
@@ -80,11 +86,9 @@ static double v1_cpu(const char *dir)
 {
     char path[CG_PATH], line[128];
     double quota, period;
-    snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", dir);
-    if (!read_line(path, line, sizeof line) || !parse_num(line, &quota) || quota <= 0)
+    if (!join(path, sizeof path, dir, "cpu.cfs_quota_us") || !read_line(path, line, sizeof line) || !parse_num(line, &quota) || quota <= 0)
         return 0;       /* -1 = no quota (parse_num refuses negatives) */
-    snprintf(path, sizeof path, "%s/cpu.cfs_period_us", dir);
-    if (!read_line(path, line, sizeof line) || !parse_num(line, &period) || period <= 0)
+    if (!join(path, sizeof path, dir, "cpu.cfs_period_us") || !read_line(path, line, sizeof line) || !parse_num(line, &period) || period <= 0)
         return 0;
     return quota / period;
 }
@@ -93,8 +97,7 @@ static double v1_mem(const char *dir)
 {
     char path[CG_PATH], line[128];
     double v;
-    snprintf(path, sizeof path, "%s/memory.limit_in_bytes", dir);
-    if (!read_line(path, line, sizeof line) || !parse_num(line, &v) || v >= CG_V1_UNLIMITED)
+    if (!join(path, sizeof path, dir, "memory.limit_in_bytes") || !read_line(path, line, sizeof line) || !parse_num(line, &v) || v >= CG_V1_UNLIMITED)
         return 0;
     return v;
 }
