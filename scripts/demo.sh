@@ -15,12 +15,14 @@
 # Everything it starts is stopped by PID on exit (also on Ctrl-C).
 #
 # Environment: BUILD (default build/release), DEMO_DIR (default build/demo),
-# DEMO_SKIP_BUILD=1 to use an existing build.
+# DEMO_SKIP_BUILD=1 to use an existing build, DEMO_HTTP (default 127.0.0.1:0)
+# for the status page's address; its URL is printed at the start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD=${BUILD:-build/release}
 DEMO_DIR=${DEMO_DIR:-build/demo}
+DEMO_HTTP=${DEMO_HTTP:-127.0.0.1:0}  # the status page and /metrics (port 0: any)
 SERVICE=echo
 SERVICE_MS=20                   # each request holds a slot this long
 RATE=800                        # 80 % of (8 + 8 + 4) slots x 50 rps per slot
@@ -104,12 +106,16 @@ wait_line() {
 
 # --------------------------------------------------------------------- server
 say "starting lookaside-server on 127.0.0.1 (database $DB)"
-"$SERVER_BIN" --listen 127.0.0.1:0 --db "$DB" >"$DEMO_DIR/server.log" 2>&1 &
+"$SERVER_BIN" --listen 127.0.0.1:0 --db "$DB" --http-listen "$DEMO_HTTP" \
+    >"$DEMO_DIR/server.log" 2>&1 &
 PIDS+=($!)
-line=$(wait_line "$DEMO_DIR/server.log" "listening on 127\.0\.0\.1:[0-9]+" 10 "${PIDS[0]}")
+line=$(wait_line "$DEMO_DIR/server.log" "main: listening on 127\.0\.0\.1:[0-9]+" 10 "${PIDS[0]}")
 LB_PORT=$(sed -E 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/' <<<"$line")
 LB=127.0.0.1:$LB_PORT
 say "balancer listening on $LB"
+line=$(wait_line "$DEMO_DIR/server.log" "http listening on [^ ]+:[0-9]+" 10 "${PIDS[0]}")
+HTTP_URL=$(sed -E 's/.*\((https?:[^)]*)\).*/\1/' <<<"$line")
+say "status page: $HTTP_URL   (metrics: ${HTTP_URL}metrics)"
 
 # ------------------------------------------------------------------- backends
 declare -A BPID BADDR
