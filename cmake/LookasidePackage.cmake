@@ -38,6 +38,7 @@ configure_file(${CMAKE_CURRENT_SOURCE_DIR}/lookaside.pc.in
 
 set(LOOKASIDE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/lookaside)
 get_target_property(LOOKASIDE_SOVERSION lookaside SOVERSION)
+get_target_property(LOOKASIDE_LIB_VERSION lookaside VERSION)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/lookasideConfig.cmake.in
     ${CMAKE_CURRENT_BINARY_DIR}/lookasideConfig.cmake
     INSTALL_DESTINATION ${LOOKASIDE_CMAKE_DIR}
