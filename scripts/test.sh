@@ -9,6 +9,11 @@ cmake -S . -B "$BUILD" -DLOOKASIDE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/nu
 cmake --build "$BUILD" -j2
 (cd "$BUILD" && ctest -j2 --output-on-failure --timeout 300)
 
+# The README's demo builds in Release: every target must compile there too
+# (-O2 enables warnings -O0 does not, e.g. format truncation).
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release -j2
+
 # Fuzz step: a short round of every libFuzzer target from the committed seed
 # corpus (clang build in build/fuzz). Any crash, leak or broken invariant
 # fails the test command; exit 77 means clang/libFuzzer is not installable
