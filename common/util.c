@@ -155,3 +155,22 @@ bool util_parse_ll(const char *s, long long lo, long long hi, long long *out)
     *out = v;
     return true;
 }
+
+char *util_read_file(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = malloc(max + 1);
+    /* Reading one byte more than max tells "too big" from "exactly max". */
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    fclose(f);
+    if (buf == NULL || n == 0 || n > max) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}

@@ -39,6 +39,12 @@ bool zone_valid(const char *s);
  * an empty string, trailing bytes, overflow or out of range. */
 bool util_parse_ll(const char *s, long long lo, long long hi, long long *out);
 
+/* Reads a whole small file (certificates, keys): a malloc'd NUL-terminated
+ * copy (caller frees; wipe it first when it holds a key) with its length in
+ * *len (may be NULL), or NULL when it cannot be opened, is empty or is
+ * larger than max bytes. */
+char *util_read_file(const char *path, size_t max, size_t *len);
+
 /* Hex-encoded FNV-1a 64 of the bytes, for stable printable tokens. */
 void hash_hex64(const void *data, size_t len, char out[17]);
 

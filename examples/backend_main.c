@@ -29,6 +29,7 @@
 #include <grpc/grpc.h>
 
 #include "backend_server.h"
+#include "demo_tls.h"
 #include "log.h"
 #include "lookaside.h"
 #include "util.h"
@@ -38,6 +39,7 @@ typedef struct flags {
     long long slots, service_ms, report_interval_ms, threads, max_age_ms;
     long long stop_timeout_ms, drain_grace_ms, grace_ms;
     bool util_queue;
+    demo_tls tls;
 } flags;
 
 static void usage(FILE *f)
@@ -69,6 +71,7 @@ static void usage(FILE *f)
             "  --drain-grace-ms MS         then keep serving this long (default 300)\n"
             "  --grace-ms MS               then let in-progress calls finish this long (5000)\n"
             "  --log-level LEVEL           debug, info, warn, error (default info)\n"
+            DEMO_TLS_USAGE
             "  --help, --version\n");
 }
 
@@ -76,7 +79,8 @@ static void usage(FILE *f)
 static int parse_flags(int argc, char **argv, flags *f)
 {
     enum { F_LISTEN = 1, F_LB, F_SERVICE, F_ZONE, F_SLOTS, F_SVC_MS, F_NAME, F_REPORT, F_UQ,
-           F_CRED, F_THREADS, F_AGE, F_STOP, F_DRAIN, F_GRACE, F_LOG, F_HELP, F_VERSION };
+           F_CRED, F_THREADS, F_AGE, F_STOP, F_DRAIN, F_GRACE, F_LOG, F_HELP, F_VERSION,
+           F_TLS0, F_TLS_LAST = F_TLS0 + 4 };
     static const struct option opts[] = {
         {"listen", required_argument, 0, F_LISTEN},
         {"lb", required_argument, 0, F_LB},
@@ -96,6 +100,7 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"log-level", required_argument, 0, F_LOG},
         {"help", no_argument, 0, F_HELP},
         {"version", no_argument, 0, F_VERSION},
+        DEMO_TLS_OPTIONS(F_TLS0),
         {0, 0, 0, 0}};
     *f = (flags){.slots = 8, .service_ms = 10, .threads = 2, .stop_timeout_ms = 3000,
                  .drain_grace_ms = 300, .grace_ms = 5000};
@@ -124,6 +129,11 @@ static int parse_flags(int argc, char **argv, flags *f)
             if (ok)
                 log_set_level((enum log_level)lvl);
             break;
+        case F_TLS0:
+        case F_TLS0 + 1:
+        case F_TLS0 + 2:
+        case F_TLS0 + 3:
+        case F_TLS_LAST: demo_tls_set(&f->tls, c - F_TLS0, optarg); break;
         case F_HELP: usage(stdout); return 0;
         case F_VERSION: printf("lookaside-demo-backend %s\n", LOOKASIDE_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -195,8 +205,20 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     grpc_init();
+    if (!demo_tls_build(&f.tls, "lookaside-demo-backend")) {
+        grpc_shutdown();
+        return 2;
+    }
+    grpc_server_credentials *serve_creds = demo_tls_server_credentials(&f.tls,
+                                                                       "lookaside-demo-backend");
+    if (f.tls.cert && serve_creds == NULL) {
+        demo_tls_release(&f.tls);
+        grpc_shutdown();
+        return 2;
+    }
     bsrv_config cfg = {
         .listen = f.listen,
+        .creds = serve_creds,
         .name = f.name,
         .slots = (uint32_t)f.slots,
         .service_us = f.service_ms * 1000,
@@ -206,8 +228,11 @@ int main(int argc, char **argv)
     bsrv *srv = NULL;
     lookaside_reporter *rep = NULL;
     lookaside_status st = bsrv_create(&cfg, &srv);
+    if (serve_creds)
+        grpc_server_credentials_release(serve_creds);
     if (st != LOOKASIDE_OK) {
         log_error("backend", "cannot serve on %s: %s", f.listen, lookaside_status_str(st));
+        demo_tls_release(&f.tls);
         grpc_shutdown();
         return 1;
     }
@@ -220,11 +245,14 @@ int main(int argc, char **argv)
         ro.address = bsrv_address(srv);
         ro.zone = f.zone;
         ro.credential = f.credential;
+        ro.balancer_creds = f.tls.balancer_creds;      /* NULL: plaintext */
+        ro.balancer_args = demo_tls_args(&f.tls);
         if (f.report_interval_ms == 0 && f.service_ms > 0) {
             ro.load_cb = load_cb;
             ro.load_cb_arg = &lc;
         }
         st = lookaside_reporter_create(&ro, &rep);
+        demo_tls_release(&f.tls);   /* the reporter holds its own reference */
         if (st != LOOKASIDE_OK) {
             log_error("backend", "cannot create the reporter: %s", lookaside_status_str(st));
             bsrv_destroy(srv);
@@ -233,6 +261,7 @@ int main(int argc, char **argv)
         }
         bsrv_set_reporter(srv, rep);
     }
+    demo_tls_release(&f.tls);
     st = bsrv_start(srv);
     if (st != LOOKASIDE_OK) {
         log_error("backend", "cannot start: %s", lookaside_status_str(st));

@@ -278,9 +278,11 @@ lookaside_status bsrv_create(const bsrv_config *cfg, bsrv **out)
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     s->echo_method = grpc_server_register_method(s->server, DEMO_ECHO_METHOD, NULL,
                                                  GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds =
+        cfg->creds ? cfg->creds : grpc_insecure_server_credentials_create();
     int port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
-    grpc_server_credentials_release(creds);
+    if (cfg->creds == NULL)
+        grpc_server_credentials_release(creds);
     if (port <= 0 || s->echo_method == NULL) {
         lookaside_status st = s->echo_method == NULL ? LOOKASIDE_EINTERNAL : LOOKASIDE_EIO;
         bsrv_destroy(s);

@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include <grpc/grpc_security.h>
+
 #include "lookaside.h"
 
 typedef struct bsrv_config {
@@ -20,6 +22,7 @@ typedef struct bsrv_config {
     int64_t service_us;          /* per request; 0 = reply at once, no slots */
     uint32_t threads;            /* completion-queue threads */
     int64_t max_connection_age_ms;   /* 0 = none (gRPC's GRPC_ARG_MAX_CONNECTION_AGE_MS) */
+    grpc_server_credentials *creds;  /* borrowed; NULL = plaintext (demo_tls.h) */
 } bsrv_config;
 
 typedef struct bsrv bsrv;

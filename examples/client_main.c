@@ -29,6 +29,7 @@
 
 #include "client_load.h"
 #include "client_stats.h"
+#include "demo_tls.h"
 #include "log.h"
 #include "lookaside.h"
 #include "util.h"
@@ -40,6 +41,7 @@ typedef struct flags {
     bool roundrobin, quiet, per_backend;
     double rate, duration_s, max_fail;
     long long concurrency, threads, timeout_ms, wait_ms;
+    demo_tls tls;
 } flags;
 
 static void usage(FILE *f)
@@ -76,6 +78,7 @@ static void usage(FILE *f)
             "  --per-backend               print one more line per backend each second\n"
             "  --quiet                     no per-second lines (summary only)\n"
             "  --log-level LEVEL           debug, info, warn, error (default info)\n"
+            DEMO_TLS_USAGE
             "  --help, --version\n");
 }
 
@@ -94,7 +97,7 @@ static int parse_flags(int argc, char **argv, flags *f)
 {
     enum { F_LB = 1, F_SERVICE, F_MODE, F_TARGET, F_RATE, F_DURATION, F_CONC, F_THREADS,
            F_TIMEOUT, F_ZONE, F_CSV, F_MAXFAIL, F_WAIT, F_MESSAGE, F_PERB, F_QUIET, F_LOG,
-           F_HELP, F_VERSION, F_TRACE };
+           F_HELP, F_VERSION, F_TRACE, F_TLS0, F_TLS_LAST = F_TLS0 + 4 };
     static const struct option opts[] = {
         {"lb", required_argument, 0, F_LB},
         {"service", required_argument, 0, F_SERVICE},
@@ -116,6 +119,7 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"help", no_argument, 0, F_HELP},
         {"version", no_argument, 0, F_VERSION},
         {"trace", required_argument, 0, F_TRACE},
+        DEMO_TLS_OPTIONS(F_TLS0),
         {0, 0, 0, 0}};
     *f = (flags){.rate = 100, .duration_s = 10, .max_fail = 0.01, .concurrency = 256,
                  .threads = 1, .timeout_ms = 2000, .wait_ms = 10000, .message = "hello"};
@@ -153,6 +157,11 @@ static int parse_flags(int argc, char **argv, flags *f)
             if (ok)
                 log_set_level((enum log_level)lvl);
             break;
+        case F_TLS0:
+        case F_TLS0 + 1:
+        case F_TLS0 + 2:
+        case F_TLS0 + 3:
+        case F_TLS_LAST: demo_tls_set(&f->tls, c - F_TLS0, optarg); break;
         case F_HELP: usage(stdout); return 0;
         case F_VERSION: printf("lookaside-demo-client %s\n", LOOKASIDE_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -268,6 +277,10 @@ int main(int argc, char **argv)
     }
 
     grpc_init();
+    if (!demo_tls_build(&f.tls, "lookaside-demo-client")) {
+        grpc_shutdown();
+        return 2;
+    }
     int exit_code = 0;
     lookaside_client *client = NULL;
     grpc_channel *channel = NULL;
@@ -285,7 +298,13 @@ int main(int argc, char **argv)
         lookaside_client_options_init(&o);
         o.lb_target = f.lb;
         o.zone = f.zone;
+        /* NULL (no --tls-ca): plaintext. The client takes its own references. */
+        o.balancer_creds = f.tls.balancer_creds;
+        o.balancer_args = demo_tls_args(&f.tls);
+        o.backend_creds = f.tls.backend_creds;
+        o.backend_args = demo_tls_args(&f.tls);
         lookaside_status st = lookaside_client_create(&o, &client);
+        demo_tls_release(&f.tls);
         if (st == LOOKASIDE_OK)
             st = lookaside_client_watch(client, f.service, f.target);
         if (st == LOOKASIDE_OK)
@@ -372,6 +391,7 @@ out:
     lookaside_client_destroy(client);
     if (channel)
         grpc_channel_destroy(channel);
+    demo_tls_release(&f.tls);   /* no-op unless a path above skipped it */
     grpc_shutdown();
     cstats_destroy(stats);
     if (trace && fclose(trace) != 0 && exit_code == 0)

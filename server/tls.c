@@ -14,6 +14,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "util.h"
+
 #define MAX_PEM_BYTES (1 << 20)
 
 struct tls_server {
@@ -24,24 +26,13 @@ struct tls_server {
     grpc_server_credentials *creds;
 };
 
-/* Whole file, NUL-terminated, at most MAX_PEM_BYTES. */
+/* Whole file, NUL-terminated, at most MAX_PEM_BYTES; err says why not. */
 static char *slurp(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot open", path);
-        return NULL;
-    }
-    char *buf = malloc(MAX_PEM_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, MAX_PEM_BYTES + 1, f) : 0;
-    fclose(f);
-    if (buf == NULL || n == 0 || n > MAX_PEM_BYTES) {
-        snprintf(err, errlen, "%s: empty, unreadable or over %d bytes", path, MAX_PEM_BYTES);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
+    char *buf = util_read_file(path, MAX_PEM_BYTES, len);
+    if (buf == NULL)
+        snprintf(err, errlen, "%s: cannot read (missing, empty or over %d bytes)", path,
+                 MAX_PEM_BYTES);
     return buf;
 }
 

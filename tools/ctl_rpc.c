@@ -75,30 +75,13 @@ static grpc_event next_event(ctl_conn *c, gpr_timespec deadline)
     return grpc_completion_queue_next(c->cq, deadline, NULL);
 }
 
-/* A whole PEM file (at most 1 MiB), NUL-terminated; NULL when unreadable. */
-static char *read_pem(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = malloc((1u << 20) + 1);
-    size_t n = buf ? fread(buf, 1, 1u << 20, f) : 0;
-    fclose(f);
-    if (buf == NULL || n == 0 || n == (1u << 20)) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 /* TLS channel credentials from sec's files; NULL (and st set) when one
  * cannot be read. */
 static grpc_channel_credentials *tls_creds(const ctl_security *sec, ctl_status *st)
 {
-    char *ca = read_pem(sec->ca);
-    char *cert = sec->cert ? read_pem(sec->cert) : NULL;
-    char *key = sec->key ? read_pem(sec->key) : NULL;
+    char *ca = util_read_file(sec->ca, 1u << 20, NULL);
+    char *cert = sec->cert ? util_read_file(sec->cert, 1u << 20, NULL) : NULL;
+    char *key = sec->key ? util_read_file(sec->key, 1u << 20, NULL) : NULL;
     const char *bad = ca == NULL ? sec->ca : sec->cert && !cert ? sec->cert
                                           : sec->key && !key    ? sec->key : NULL;
     grpc_channel_credentials *creds = NULL;

@@ -4,7 +4,13 @@
 # load) on 127.0.0.x; passes when both backends got calls, no call failed,
 # and every process exits 0 on SIGTERM (sanitizer reports make that fail).
 # Every process is stopped by PID; every wait is bounded.
+# Extra flags per program (word-split; tests/security runs this same test
+# over mTLS): LOOKASIDE_SMOKE_SERVER_ARGS, _BACKEND_ARGS, _CLIENT_ARGS.
 set -euo pipefail
+# shellcheck disable=SC2206
+SERVER_ARGS=(${LOOKASIDE_SMOKE_SERVER_ARGS:-}) BACKEND_ARGS=(${LOOKASIDE_SMOKE_BACKEND_ARGS:-})
+# shellcheck disable=SC2206
+CLIENT_ARGS=(${LOOKASIDE_SMOKE_CLIENT_ARGS:-})
 SERVER=$1 BACKEND=$2 CLIENT=$3
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/lookaside-demo-smoke.XXXXXX")
 PIDS=()
@@ -52,7 +58,8 @@ stop() {
     [ "$rc" = 0 ] || fail "$2 exited with status $rc after SIGTERM"
 }
 
-"$SERVER" --listen 127.0.0.1:0 --db "$DIR/lb.db" >"$DIR/server.log" 2>&1 &
+"$SERVER" --listen 127.0.0.1:0 --db "$DIR/lb.db" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} \
+    >"$DIR/server.log" 2>&1 &
 SPID=$!
 PIDS+=("$SPID")
 line=$(wait_line "$DIR/server.log" "listening on 127\.0\.0\.1:[0-9]+" 15 "$SPID")
@@ -61,7 +68,7 @@ LB=127.0.0.1:$(sed -E 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/' <<<"$line")
 BPIDS=()
 for i in 1 2; do
     "$BACKEND" --listen "127.0.0.$((i + 1)):0" --lb "$LB" --service smoke --name "b$i" \
-        --slots 4 --service-ms 5 >"$DIR/b$i.log" 2>&1 &
+        --slots 4 --service-ms 5 ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"} >"$DIR/b$i.log" 2>&1 &
     BPIDS+=($!)
     PIDS+=($!)
 done
@@ -72,7 +79,8 @@ done
 # 200 calls/s against 1600/s of capacity: nothing may fail.
 rc=0
 timeout 30 "$CLIENT" --lb "$LB" --service smoke --rate 200 --duration-s 4 \
-    --max-fail-fraction 0 --csv "$DIR/client.csv" >"$DIR/client.log" 2>&1 || rc=$?
+    --max-fail-fraction 0 --csv "$DIR/client.csv" ${CLIENT_ARGS[@]+"${CLIENT_ARGS[@]}"} \
+    >"$DIR/client.log" 2>&1 || rc=$?
 [ "$rc" = 0 ] || fail "client exited with status $rc"
 grep -q '^summary: .* 0 failed' "$DIR/client.log" || fail "calls failed"
 for i in 1 2; do

@@ -11,6 +11,7 @@
 #   admin.crt        URI spiffe://test/admin              (admin)
 #   dnsonly.crt      DNS:dns-client.test, no URI          (identity from the DNS SAN)
 #   wrongsan.crt     URI spiffe://test/not-in-policy      (a valid cert the policy does not name)
+#   backend.crt      URI spiffe://test/backend-smoke, DNS localhost (demo backend: serves and reports)
 #   expired.crt      URI spiffe://test/client-web, expired in 2020
 #   otherca.crt      URI spiffe://test/client-web, signed by ca2
 set -eu
@@ -41,6 +42,7 @@ leaf client ca "URI:spiffe://test/client-web"
 leaf admin ca "URI:spiffe://test/admin"
 leaf dnsonly ca "DNS:dns-client.test"
 leaf wrongsan ca "URI:spiffe://test/not-in-policy"
+leaf backend ca "URI:spiffe://test/backend-smoke,DNS:localhost"
 leaf otherca ca2 "URI:spiffe://test/client-web"
 # Expired: `openssl ca` is the CLI that takes explicit validity dates.
 key expired
