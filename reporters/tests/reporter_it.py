@@ -8,7 +8,8 @@ lookaside-server on 127.0.0.1 and checks, through the Admin API
   2. its reports carry the load the test puts on it: rps > 0, eps > 0 and
      below rps (INTERNAL answers), the calls held open counted in flight,
      CPU > 0;
-  3. on SIGTERM it drains (the balancer logs the drain and the backend
+  3. when the balancer restarts, it registers again;
+  4. on SIGTERM it drains (the balancer logs the drain and the backend
      prints drained=True), exits 0, and leaves the list.
 Every process is started here and stopped by its PID; every wait is bounded.
 BACKEND_CMD gets --lb HOST:PORT --service NAME --listen 127.0.0.1:0 appended.
@@ -98,16 +99,20 @@ def show(ctl, lb, service):
 
 def run(args, tmp):
     procs = []
-    server_log, backend_log = os.path.join(tmp, "server.log"), os.path.join(tmp, "backend.log")
-    logs = (server_log, backend_log)
+    backend_log = os.path.join(tmp, "backend.log")
+    logs = [os.path.join(tmp, "server.log"), backend_log]
+
+    def start_server(listen, log):
+        """lookaside-server on listen (its database in tmp); returns it and its HOST:PORT."""
+        with open(log, "w") as out:
+            p = subprocess.Popen([args.server, "--listen", listen, "--db", os.path.join(tmp, "lb.db")],
+                                 stdout=out, stderr=subprocess.STDOUT)
+        procs.append(p)
+        port = wait_line(log, r"listening on 127\.0\.0\.1:(\d+)", p, 20, logs).group(1)
+        return p, "127.0.0.1:" + port
+
     try:
-        with open(server_log, "w") as out:
-            server = subprocess.Popen([args.server, "--listen", "127.0.0.1:0",
-                                       "--db", os.path.join(tmp, "lb.db")],
-                                      stdout=out, stderr=subprocess.STDOUT)
-        procs.append(server)
-        lb = "127.0.0.1:" + wait_line(server_log, r"listening on 127\.0\.0\.1:(\d+)", server, 20,
-                                      logs).group(1)
+        server, lb = start_server("127.0.0.1:0", logs[0])
 
         with open(backend_log, "w") as out:
             backend = subprocess.Popen(args.backend + ["--lb", lb, "--service", args.service,
@@ -165,21 +170,32 @@ def run(args, tmp):
             for f in held:
                 f.result(timeout=20)
 
-        # 3. graceful stop: drain acknowledged, exit 0, gone from the list
+        # 3. the balancer restarts (same port, same database): the backend is
+        # restored from the database, then confirmed by the reporter's new stream
+        stop(server, "lookaside-server", logs)
+        procs.remove(server)
+        logs.insert(0, os.path.join(tmp, "server2.log"))
+        server, _ = start_server(lb, logs[0])
+        poll("%s to register again after the balancer's restart" % addr, 30,
+             lambda: (show(args.ctl, lb, args.service).get(addr) or {}).get("state") == "SERVING",
+             logs)
+        print("re-registered after the balancer restarted", flush=True)
+
+        # 4. graceful stop: drain acknowledged, exit 0, gone from the list
         stop(backend, "backend", logs)
         procs.remove(backend)
         with open(backend_log) as f:
             text = f.read()
         if not re.search(r"stopped drained=(true|True)", text):
             fail("the backend did not report an acknowledged drain", logs)
-        with open(server_log) as f:
+        with open(logs[0]) as f:
             if not re.search(re.escape(addr) + r": draining", f.read()):
                 fail("the balancer never saw %s draining" % addr, logs)
         poll("%s to leave the list" % addr, 5,
              lambda: addr not in show(args.ctl, lb, args.service), logs)
         stop(server, "lookaside-server", logs)
         procs.remove(server)
-        print("ok: registered, load reported, drained and removed", flush=True)
+        print("ok: registered, load reported, re-registered, drained and removed", flush=True)
     finally:
         for p in procs:
             if p.poll() is None:
