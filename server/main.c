@@ -39,6 +39,8 @@ typedef struct flags {
     bool insecure;
     const char *policy;
     size_t max_streams_per_peer;
+    size_t max_calls_per_peer, max_waiting_per_peer;
+    int64_t request_timeout_ms;
     size_t max_message_bytes;
     size_t max_report_bytes;
     uint32_t grpclb_stats_ms;
@@ -63,6 +65,12 @@ static void usage(FILE *f)
             "  --max-backends N            backends per service (default 10000)\n"
             "  --max-services N            services (default 10000)\n"
             "  --max-streams-per-peer N    live streams per client host (default 20000)\n"
+            "  --max-calls-per-peer N      live calls of every kind per client host\n"
+            "                              (default 25000)\n"
+            "  --max-waiting-per-peer N    calls per client host still waiting for their\n"
+            "                              first message (default 1000)\n"
+            "  --request-timeout-ms N      a call's first message must arrive within this\n"
+            "                              (default 10000; 0 = no limit)\n"
             "  --max-message-bytes N       largest request accepted (default 65536)\n"
             "  --max-report-bytes N        largest LoadReport accepted (default 4096)\n"
             "  --grpclb-stats-ms N         grpclb client stats interval (default 1000)\n"
@@ -75,6 +83,9 @@ static void usage(FILE *f)
             "                              required with TLS; re-read with the certificates on SIGHUP\n"
             "  --insecure                  plaintext to any peer (default without TLS: loopback only)\n"
             "  --log-level LEVEL           debug, info, warn, error (default info)\n"
+            "  --log-format FORMAT         text (default) or json (one object per line)\n"
+            "  --log-rate N                log records per call site per second; the rest\n"
+            "                              are counted in one summary (default 20; 0 = all)\n"
             "  --http-listen HOST:PORT     metrics, health and the status page (off unless\n"
             "                              given; loopback peers only without TLS)\n"
             "  --http-max-backends N       per-backend metric series cap (default 2000)\n"
@@ -89,7 +100,8 @@ static int parse_flags(int argc, char **argv, flags *f)
     enum { F_LISTEN = 1, F_DB, F_DISCOVER, F_DNS_REFRESH, F_REPORT_INTERVAL, F_EVICT, F_PUSH,
            F_WEIGHT, F_POLICY, F_MAXB, F_MAXS, F_MAXPEER, F_MAXMSG, F_MAXREP, F_LBSTATS, F_LBMAX,
            F_TOKENS, F_LOG, F_HELP, F_VERSION, F_TLS_CERT, F_TLS_KEY, F_TLS_CA, F_POLICY_FILE,
-           F_INSECURE, F_HTTP, F_HTTP_MAX };
+           F_INSECURE, F_HTTP, F_HTTP_MAX,
+           F_MAXCALLS, F_MAXWAIT, F_REQTIMEOUT, F_LOGFMT, F_LOGRATE };
     static const struct option opts[] = {
         {"listen", required_argument, 0, F_LISTEN},
         {"db", required_argument, 0, F_DB},
@@ -118,6 +130,11 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"insecure", no_argument, 0, F_INSECURE},
         {"http-listen", required_argument, 0, F_HTTP},
         {"http-max-backends", required_argument, 0, F_HTTP_MAX},
+        {"max-calls-per-peer", required_argument, 0, F_MAXCALLS},
+        {"max-waiting-per-peer", required_argument, 0, F_MAXWAIT},
+        {"request-timeout-ms", required_argument, 0, F_REQTIMEOUT},
+        {"log-format", required_argument, 0, F_LOGFMT},
+        {"log-rate", required_argument, 0, F_LOGRATE},
         {0, 0, 0, 0}};
     /* LOOKASIDE_<FLAG> variables supply flags the command line lacks. */
     static const char *const repeatable[] = {"discover", NULL};
@@ -207,6 +224,30 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_HTTP_MAX:
             ok = util_parse_ll(optarg, 0, 1000000, &v);
             f->http_max_backends = (size_t)v;
+            break;
+        case F_MAXCALLS:
+            ok = util_parse_ll(optarg, 1, 10000000, &v);
+            f->max_calls_per_peer = (size_t)v;
+            break;
+        case F_MAXWAIT:
+            ok = util_parse_ll(optarg, 1, 10000000, &v);
+            f->max_waiting_per_peer = (size_t)v;
+            break;
+        case F_REQTIMEOUT:
+            ok = util_parse_ll(optarg, 0, 3600000, &v);
+            f->request_timeout_ms = v;
+            break;
+        case F_LOGFMT: {
+            int fmt = log_format_parse(optarg);
+            if (fmt < 0)
+                ok = false;
+            else
+                log_set_format((enum log_format)fmt);
+            break;
+        }
+        case F_LOGRATE:
+            ok = util_parse_ll(optarg, 0, 1000000, &v);
+            log_set_rate_limit((unsigned)v);
             break;
         case F_HELP: usage(stdout); return 0;
         case F_VERSION: printf("lookaside-server %s\n", LOOKASIDE_VERSION); return 0;
@@ -338,6 +379,9 @@ int main(int argc, char **argv)
     f.db = "./lookaside.db";
     f.dns_refresh_ms = 5000;
     f.max_streams_per_peer = 20000;
+    f.max_calls_per_peer = 25000;
+    f.max_waiting_per_peer = 1000;
+    f.request_timeout_ms = 10000;
     f.max_message_bytes = 65536;
     f.max_report_bytes = 4096;
     f.grpclb_stats_ms = 1000;
@@ -420,6 +464,9 @@ int main(int argc, char **argv)
     rpc_options ro = {.max_message_bytes = f.max_message_bytes,
                       .accepts_per_method = 8,
                       .max_streams_per_peer = f.max_streams_per_peer,
+                      .max_calls_per_peer = f.max_calls_per_peer,
+                      .max_waiting_per_peer = f.max_waiting_per_peer,
+                      .request_timeout_ms = f.request_timeout_ms,
                       .auth = sec.au};
     if (rpc_server_create(l, &ro, methods, nm, &srv) != LOOKASIDE_OK)
         goto out;
@@ -507,5 +554,6 @@ out:
     tls_server_destroy(sec.tls);
     auth_destroy(sec.au);
     log_info("main", "stopped");
+    log_flush_suppressed();
     return exit_code;
 }

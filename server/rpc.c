@@ -38,7 +38,9 @@ struct rpc_call {
     grpc_byte_buffer *recv_bb;
     char *peer;
     char peer_host[64];
-    bool counted;              /* holds a per-peer stream slot */
+    bool counted;              /* holds per-peer call (and stream) slots */
+    bool awaiting_first;       /* no message yet: holds a per-peer pending slot */
+    uint64_t first_timer;      /* loop timer bounding the wait for it; 0 none */
     auth_peer who;             /* filled when the server has an authorizer */
     char identity[AUTH_ID_MAX];
     void *user;
@@ -54,13 +56,13 @@ typedef struct rpc_accept {
     grpc_call *call;
     gpr_timespec deadline;
     grpc_metadata_array md;
-    grpc_byte_buffer *payload;
 } rpc_accept;
 
-/* Live streaming calls per peer host, for the per-peer cap. */
+/* Live calls per peer host, for the per-peer caps: every call, streaming
+ * calls, and calls still waiting for their first message. */
 typedef struct peer_count {
     char host[64];
-    size_t n;
+    size_t calls, streams, waiting;
     struct peer_count *next;
 } peer_count;
 #define PEER_BUCKETS 1024
@@ -86,6 +88,7 @@ struct rpc_server {
 static void call_maybe_free(rpc_call *c);
 static void post_status(rpc_call *c);
 static void post_recv(rpc_call *c);
+static void first_message_seen(rpc_call *c);
 
 /* ------------------------------------------------------------------ batches */
 
@@ -175,6 +178,33 @@ static void on_close_done(loop_tag *t, bool ok)
     call_maybe_free(c);
 }
 
+/* True when d is a union and nothing else (every field in one oneof, as
+ * LoadReport and LoadBalanceRequest are) and m sets none of its members:
+ * such a message means nothing, and random bytes often decode as one made
+ * only of unknown fields. Writes the member names into names. */
+static bool empty_union(const ProtobufCMessageDescriptor *d, const ProtobufCMessage *m,
+                        char *names, size_t len)
+{
+    if (d->n_fields == 0)
+        return false;
+    unsigned q = d->fields[0].quantifier_offset;
+    for (unsigned i = 0; i < d->n_fields; i++)
+        if (!(d->fields[i].flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ||
+            d->fields[i].quantifier_offset != q)
+            return false;
+    uint32_t which;
+    memcpy(&which, (const char *)m + q, sizeof which);
+    if (which != 0)
+        return false;
+    size_t n = 0;
+    names[0] = '\0';
+    for (unsigned i = 0; i < d->n_fields && n < len; i++) {
+        int k = snprintf(names + n, len - n, "%s%s", i ? ", " : "", d->fields[i].name);
+        n += k > 0 ? (size_t)k : 0;
+    }
+    return true;
+}
+
 /* Decodes one received message; on a refusal finishes the call (naming
  * the field when a string holds a NUL) and returns NULL. */
 static ProtobufCMessage *decode(rpc_call *c, grpc_byte_buffer *bb)
@@ -188,6 +218,11 @@ static ProtobufCMessage *decode(rpc_call *c, grpc_byte_buffer *bb)
                  grpc_byte_buffer_length(bb), c->m->max_req_bytes);
     else if (st != LOOKASIDE_OK)
         rpc_fail(c, st, "%s", why);
+    else if (empty_union(c->m->req_desc, msg, why, sizeof why)) {
+        rpc_fail(c, LOOKASIDE_EINVAL, "%s: none of %s is set", c->m->req_desc->short_name, why);
+        protobuf_c_message_free_unpacked(msg, NULL);
+        msg = NULL;
+    }
     return msg;
 }
 
@@ -200,6 +235,25 @@ static void deliver(rpc_call *c, grpc_byte_buffer *bb)
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+/* Unary and server-streaming calls: the request arrived (bb NULL: the peer
+ * half-closed without one); decode it and start the handler. */
+static void start_with_request(rpc_call *c, grpc_byte_buffer *bb)
+{
+    if (bb == NULL) {
+        rpc_fail(c, LOOKASIDE_EINVAL, "missing request message");
+        return;
+    }
+    ProtobufCMessage *req = decode(c, bb);
+    if (req != NULL) {
+        /* Authorization (server/auth.h) once the service is known; a request
+         * without a service field is about every service. */
+        const char *svc = auth_request_service(req);
+        if (rpc_authorize(c, c->m->perm, svc ? svc : "*"))
+            c->m->on_start(c, req);
+        protobuf_c_message_free_unpacked(req, NULL);
+    }
+}
+
 static void on_recv_done(loop_tag *t, bool ok)
 {
     rpc_call *c = ((rpc_op *)t)->call;
@@ -207,7 +261,12 @@ static void on_recv_done(loop_tag *t, bool ok)
     c->recv_bb = NULL;
     c->pending--;
     c->receiving = false;
-    if (!c->closed && !c->finish_requested) {
+    first_message_seen(c);
+    if (!c->closed && !c->finish_requested && c->m->kind != RPC_BIDI) {
+        /* A broken call (!ok) ends through the close op; no refusal to log. */
+        if (ok)
+            start_with_request(c, bb);
+    } else if (!c->closed && !c->finish_requested) {
         if (!ok || bb == NULL) {
             c->half_closed = true;
             c->m->on_message(c, NULL);
@@ -255,21 +314,46 @@ static peer_count **peer_slot(rpc_server *s, const char *host)
     return pp;
 }
 
-/* Takes a stream slot for c's peer; false when the peer is at the cap. */
+/* Takes c's slots in its peer's counts. When a cap is reached, finishes c
+ * with RESOURCE_EXHAUSTED naming the limit and returns false. */
 static bool peer_take(rpc_server *s, rpc_call *c)
 {
+    const rpc_options *o = &s->opt;
+    bool stream = c->m->kind != RPC_UNARY;
     peer_count **pp = peer_slot(s, c->peer_host);
-    if (*pp == NULL) {
-        peer_count *pc = calloc(1, sizeof *pc);
-        if (pc == NULL)
+    peer_count *pc = *pp;
+    if (pc == NULL) {
+        pc = calloc(1, sizeof *pc);
+        if (pc == NULL) {
+            rpc_fail(c, LOOKASIDE_ENOMEM, "out of memory");
             return false;
+        }
         snprintf(pc->host, sizeof pc->host, "%s", c->peer_host);
         *pp = pc;
     }
-    if (s->opt.max_streams_per_peer && (*pp)->n >= s->opt.max_streams_per_peer)
+    if (o->max_calls_per_peer && pc->calls >= o->max_calls_per_peer)
+        rpc_fail(c, LOOKASIDE_ELIMIT, "too many calls from %s (limit %zu, --max-calls-per-peer)",
+                 c->peer_host, o->max_calls_per_peer);
+    else if (stream && o->max_streams_per_peer && pc->streams >= o->max_streams_per_peer)
+        rpc_fail(c, LOOKASIDE_ELIMIT, "too many streams from %s (limit %zu)", c->peer_host,
+                 o->max_streams_per_peer);
+    else if (o->max_waiting_per_peer && pc->waiting >= o->max_waiting_per_peer)
+        rpc_fail(c, LOOKASIDE_ELIMIT,
+                 "too many calls from %s without a first message (limit %zu, "
+                 "--max-waiting-per-peer)",
+                 c->peer_host, o->max_waiting_per_peer);
+    if (c->finish_requested) {
+        if (pc->calls == 0) {   /* created above for nothing */
+            *pp = pc->next;
+            free(pc);
+        }
         return false;
-    (*pp)->n++;
+    }
+    pc->calls++;
+    pc->streams += stream;
+    pc->waiting++;
     c->counted = true;
+    c->awaiting_first = true;
     return true;
 }
 
@@ -278,12 +362,44 @@ static void peer_release(rpc_server *s, rpc_call *c)
     if (!c->counted)
         return;
     peer_count **pp = peer_slot(s, c->peer_host);
-    if (*pp && --(*pp)->n == 0) {
-        peer_count *pc = *pp;
-        *pp = pc->next;
-        free(pc);
+    peer_count *pc = *pp;
+    if (pc) {
+        pc->streams -= c->m->kind != RPC_UNARY;
+        pc->waiting -= c->awaiting_first;
+        if (--pc->calls == 0) {
+            *pp = pc->next;
+            free(pc);
+        }
     }
+    c->awaiting_first = false;
     c->counted = false;
+}
+
+/* The first message arrived (or the peer half-closed, or the call broke):
+ * the call no longer counts as waiting and its timer goes. */
+static void first_message_seen(rpc_call *c)
+{
+    if (c->first_timer) {
+        loop_timer_cancel(c->srv->l, c->first_timer);
+        c->first_timer = 0;
+    }
+    if (!c->awaiting_first)
+        return;
+    c->awaiting_first = false;
+    peer_count *pc = *peer_slot(c->srv, c->peer_host);
+    if (pc)
+        pc->waiting--;
+}
+
+static void on_first_timeout(loop *l, void *arg)
+{
+    rpc_call *c = arg;
+    (void)l;
+    c->first_timer = 0;
+    if (c->awaiting_first)
+        rpc_fail(c, LOOKASIDE_ETIMEOUT,
+                 "no request message within %lld ms of the call (--request-timeout-ms)",
+                 (long long)c->srv->opt.request_timeout_ms);
 }
 
 static void call_maybe_free(rpc_call *c)
@@ -291,6 +407,7 @@ static void call_maybe_free(rpc_call *c)
     if (c->pending > 0 || !c->closed)
         return;
     rpc_server *s = c->srv;
+    first_message_seen(c);
     peer_release(s, c);
     if (c->prev)
         c->prev->next = c->next;
@@ -339,8 +456,6 @@ static void on_accept(loop_tag *t, bool ok)
     if (!ok || s->shutting_down) {
         if (a->call)
             grpc_call_unref(a->call);
-        if (a->payload)
-            grpc_byte_buffer_destroy(a->payload);
         grpc_metadata_array_destroy(&a->md);
         s->n_accepts--;
         free(a);
@@ -352,10 +467,7 @@ static void on_accept(loop_tag *t, bool ok)
         grpc_call_cancel_with_status(a->call, la_status_to_grpc(LOOKASIDE_ENOMEM), "out of memory",
                                      NULL);
         grpc_call_unref(a->call);
-        if (a->payload)
-            grpc_byte_buffer_destroy(a->payload);
         a->call = NULL;
-        a->payload = NULL;
         accept_arm(a);
         return;
     }
@@ -379,9 +491,7 @@ static void on_accept(loop_tag *t, bool ok)
         s->live->prev = c;
     s->live = c;
     s->n_live++;
-    grpc_byte_buffer *payload = a->payload;
     a->call = NULL;
-    a->payload = NULL;
     grpc_metadata_array_destroy(&a->md);
     accept_arm(a);
 
@@ -393,8 +503,6 @@ static void on_accept(loop_tag *t, bool ok)
         /* Without the close op we would never learn the call ended. */
         grpc_call_cancel(c->call, NULL);
         c->closed = true;
-        if (payload)
-            grpc_byte_buffer_destroy(payload);
         call_maybe_free(c);
         return;
     }
@@ -412,28 +520,19 @@ static void on_accept(loop_tag *t, bool ok)
         /* Refused before decoding: no identity, or the permission for no
          * service at all. Bidi handlers check once the first message names
          * the service (and may carry a credential). */
-    } else if (c->m->kind != RPC_UNARY && !peer_take(s, c)) {
-        rpc_fail(c, LOOKASIDE_ELIMIT, "too many streams from %s (limit %zu)",
-                   c->peer_host, s->opt.max_streams_per_peer);
-    } else if (c->m->kind == RPC_BIDI) {
-        if (c->m->on_start)
+    } else if (peer_take(s, c)) {
+        /* Every call, whatever its kind, is accepted before its first
+         * message (GRPC_SRM_PAYLOAD_NONE) and waits for it under a timer:
+         * a peer that opens calls and never sends holds a bounded number of
+         * them for a bounded time, and we can see and count them. */
+        if (s->opt.request_timeout_ms > 0)
+            c->first_timer = loop_timer_add(s->l, clock_mono_ms() + s->opt.request_timeout_ms,
+                                            on_first_timeout, c);
+        if (c->m->kind == RPC_BIDI && c->m->on_start)
             c->m->on_start(c, NULL);
         if (!c->finish_requested && !c->closed)
             post_recv(c);
-    } else if (payload == NULL) {
-        rpc_fail(c, LOOKASIDE_EINVAL, "missing request message");
-    } else {
-        ProtobufCMessage *req = decode(c, payload);
-        if (req != NULL) {
-            /* A request without a service field is about every service. */
-            const char *svc = auth_request_service(req);
-            if (rpc_authorize(c, c->m->perm, svc ? svc : "*"))
-                c->m->on_start(c, req);
-            protobuf_c_message_free_unpacked(req, NULL);
-        }
     }
-    if (payload)
-        grpc_byte_buffer_destroy(payload);
 }
 
 static void accept_arm(rpc_accept *a)
@@ -447,8 +546,8 @@ static void accept_arm(rpc_accept *a)
                                        loop_cq(s->l), &a->tag);
     } else {
         err = grpc_server_request_registered_call(
-            s->server, a->reg, &a->call, &a->deadline, &a->md,
-            a->m->kind == RPC_BIDI ? NULL : &a->payload, loop_cq(s->l), loop_cq(s->l), &a->tag);
+            s->server, a->reg, &a->call, &a->deadline, &a->md, NULL, loop_cq(s->l),
+            loop_cq(s->l), &a->tag);
     }
     if (err != GRPC_CALL_OK) {
         log_error("rpc", "request_registered_call(%s) failed: %d", a->m->path, (int)err);
@@ -488,11 +587,11 @@ lookaside_status rpc_server_create(loop *l, const rpc_options *opt, const rpc_me
     s->server = grpc_server_create(&cargs, NULL);
     grpc_server_register_completion_queue(s->server, loop_cq(l), NULL);
     for (size_t i = 0; i < n; i++) {
-        s->regs[i] = grpc_server_register_method(
-            s->server, methods[i].path, NULL,
-            methods[i].kind == RPC_BIDI ? GRPC_SRM_PAYLOAD_NONE
-                                        : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
-            0);
+        /* PAYLOAD_NONE for every kind: with READ_INITIAL_BYTE_BUFFER core
+         * holds a call until its request arrives, invisible to the caps and
+         * timers above (half-open calls piled up in core unbounded). */
+        s->regs[i] = grpc_server_register_method(s->server, methods[i].path, NULL,
+                                                 GRPC_SRM_PAYLOAD_NONE, 0);
         if (s->regs[i] == NULL) {
             log_error("rpc", "cannot register %s", methods[i].path);
             grpc_server_destroy(s->server);
@@ -566,9 +665,15 @@ void rpc_server_shutdown(rpc_server *s, int64_t grace_ms)
             rpc_fail(c, LOOKASIDE_ESHUTDOWN, "server shutting down");
     s->shutdown_tag.fn = on_shutdown_done;
     grpc_server_shutdown_and_notify(s->server, loop_cq(s->l), &s->shutdown_tag);
+    /* The grace is for our calls to deliver their UNAVAILABLE. Core's
+     * shutdown tag also waits for every connection to close, and a client
+     * holding an idle channel may never close it: once no call is live,
+     * cancel_all_calls disconnects the rest at once. */
     int64_t until = clock_mono_ms() + grace_ms;
-    while ((s->n_live > 0 || !s->shutdown_done) && clock_mono_ms() < until)
+    while (s->n_live > 0 && !s->shutdown_done && clock_mono_ms() < until)
         loop_once(s->l, 20);
+    if (s->n_live == 0)
+        log_debug("rpc", "shutdown: no live calls; closing the remaining connections");
     grpc_server_cancel_all_calls(s->server);
     until = clock_mono_ms() + 5000;
     while ((s->n_live > 0 || !s->shutdown_done || s->n_accepts > 0) && clock_mono_ms() < until)
@@ -643,9 +748,11 @@ static void finish_v(rpc_call *c, grpc_status_code code, const char *fmt, va_lis
     c->finish_requested = true;
     c->fin_code = code;
     c->fin_msg = strdup(buf);
+    /* Keyed by the refusal's own format: each kind of refusal gets its own
+     * rate-limit budget, so a flood of one hides no other. */
     if (code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE)
-        log_warn("rpc", "%s from %s: status %d: %s", c->m->path, c->peer ? c->peer : "?",
-                 (int)code, buf);
+        log_msg_key(fmt, LA_LOG_WARN, "rpc", "%s from %s: status %d: %s", c->m->path,
+                    c->peer ? c->peer : "?", (int)code, buf);
     else if (code != GRPC_STATUS_OK)
         log_debug("rpc", "%s from %s: status %d: %s", c->m->path, c->peer ? c->peer : "?",
                   (int)code, buf);

@@ -3,9 +3,13 @@
  *
  * A method table (rpc_method) maps a full method path to handlers. The layer
  * accepts calls, decodes requests (refusing oversize ones with
- * RESOURCE_EXHAUSTED and undecodable ones with INVALID_ARGUMENT, logged),
- * keeps at most one send and one receive in flight per call, and tells the
- * handler once, through on_close, that the call is over.
+ * RESOURCE_EXHAUSTED, and undecodable ones or ones with a NUL inside a
+ * string field with INVALID_ARGUMENT naming the field, logged), bounds the
+ * calls of each peer host and how long a call may wait for its first
+ * message (rpc_options), keeps at most one send and one receive in flight
+ * per call, and tells the handler once, through on_close, that the call is
+ * over. Every call is accepted before its first message arrives, so no call
+ * sits in gRPC core where these bounds cannot see it.
  *
  * Threads: everything runs on the loop thread.
  * Ownership: the layer owns rpc_call; a handler may keep a pointer to it
@@ -61,6 +65,16 @@ typedef struct rpc_options {
     size_t max_message_bytes;    /* transport-wide receive cap */
     int accepts_per_method;      /* outstanding accepts per method */
     size_t max_streams_per_peer; /* live streaming calls per peer host; 0 = no cap */
+    /* Live calls of every kind per peer host; 0 = no cap. */
+    size_t max_calls_per_peer;
+    /* Calls per peer host that have not yet delivered their first message
+     * (the request, or a stream's first message); 0 = no cap. These are the
+     * cheap ones to open by the thousand and never use. */
+    size_t max_waiting_per_peer;
+    /* A call whose first message has not arrived this long after it was
+     * accepted ends with DEADLINE_EXCEEDED ("no request message within");
+     * 0 = no limit. Later silence on a stream is the handler's business. */
+    int64_t request_timeout_ms;
     auth *auth;                  /* borrowed; NULL: no admission or permission checks */
 } rpc_options;
 
@@ -75,7 +89,8 @@ int rpc_server_bind_creds(rpc_server *s, const char *addr, grpc_server_credentia
 lookaside_status rpc_server_start(rpc_server *s);
 /* Finishes every live call with UNAVAILABLE, stops accepting, waits (by
  * running the loop, bounded by grace_ms) for calls to end, then cancels the
- * rest. Idempotent. */
+ * rest and closes every connection (idle ones included, so an idle client
+ * does not hold shutdown for the whole grace). Idempotent. */
 void rpc_server_shutdown(rpc_server *s, int64_t grace_ms);
 /* Frees everything; call after rpc_server_shutdown. NULL: no-op. */
 void rpc_server_destroy(rpc_server *s);

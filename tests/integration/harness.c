@@ -12,7 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 
@@ -234,6 +239,36 @@ tclient *tc_connect_slow_reader(const char *addr)
     grpc_channel_args ca = {3, args};
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     c->ch = grpc_channel_create(addr, cr, &ca);
+    grpc_channel_credentials_release(cr);
+    return c;
+}
+
+tclient *tc_connect_from(const char *addr, const char *source_ip)
+{
+    const char *colon = strrchr(addr, ':');
+    char host[64];
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof host)
+        return NULL;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
+    dst.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, source_ip, &src.sin_addr) != 1 ||
+        inet_pton(AF_INET, host, &dst.sin_addr) != 1)
+        return NULL;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    /* Loopback connects complete at once; gRPC wants the fd non-blocking. */
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0 ||
+        connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+        close(fd);
+        return NULL;
+    }
+    tclient *c = calloc(1, sizeof *c);
+    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    c->ch = grpc_channel_create_from_fd(addr, fd, cr, NULL);
     grpc_channel_credentials_release(cr);
     return c;
 }

@@ -53,6 +53,10 @@ tclient *tc_connect_creds(const char *addr, grpc_channel_credentials *creds,
  * lookahead), so a server writing faster than it reads is held back: for
  * tests of slow consumers. */
 tclient *tc_connect_slow_reader(const char *addr);
+/* A client whose TCP connection comes from source_ip (e.g. "127.0.0.2";
+ * any 127/8 address works on Linux loopback) to addr "127.0.0.1:PORT":
+ * another peer host for the server's per-peer limits. NULL on failure. */
+tclient *tc_connect_from(const char *addr, const char *source_ip);
 void tc_close(tclient *c);
 
 /* Unary call. resp may be NULL (only the status). details: malloc'd or NULL. */
