@@ -257,9 +257,15 @@ class Reporter:
 
     def graceful_stop(self, server, timeout):
         """The exit sequence for a backend: drain (clients stop picking it),
-        server.stop(grace) (calls in flight finish), then stop()."""
+        server.stop(grace) (calls in flight finish), then stop(). Without a
+        registered stream (balancer unreachable) there is no drain to wait
+        for. True when the drain was acknowledged and the stream closed."""
         deadline = time.monotonic() + timeout
-        drained = self.drain(timeout)
+        if self.info().registered:
+            drained = self.drain(timeout)
+        else:
+            self.set_draining(True)
+            drained = False
         server.stop(max(deadline - time.monotonic(), 0)).wait()
         return self.stop(max(deadline - time.monotonic(), 0.1)) and drained
 

@@ -267,9 +267,16 @@ func (r *Reporter) Stop(ctx context.Context) error {
 
 // GracefulStop is the exit sequence for a backend: drain (clients stop
 // picking it), srv.GracefulStop() (calls in flight finish), then Stop. If
-// ctx ends, the remaining steps are cut short (srv.Stop()).
+// ctx ends, the remaining steps are cut short (srv.Stop()). Without a
+// registered stream (balancer unreachable) there is no drain to wait for.
 func (r *Reporter) GracefulStop(ctx context.Context, srv *grpc.Server) error {
-	err := r.Drain(ctx)
+	var err error
+	if r.Info().Registered {
+		err = r.Drain(ctx)
+	} else {
+		r.SetDraining(true)
+		err = errors.New("lookaside reporter: not registered; no drain acknowledged")
+	}
 	stopped := make(chan struct{})
 	go func() {
 		srv.GracefulStop()
