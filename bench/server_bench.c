@@ -3,7 +3,9 @@
  *      the last watcher has it, and server RSS per watcher;
  *   2. sustained load reports per second through LoadReporter.Report;
  *   3. restart with S stored backends: time from exec until a
- *      GetServerList answer holds them all.
+ *      GetServerList answer holds them all;
+ *   --http-compare: 1 and 2 (plus server CPU per report) with the HTTP
+ *      endpoint off and on (scraped every second), alternating in one run.
  * Prints figures and appends them to the results file. Never asserts on
  * time. 127.0.0.1 only; the server is stopped by PID. */
 #include <errno.h>
@@ -12,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +35,13 @@
 
 static const char *g_server_bin = LOOKASIDE_SERVER_BIN;
 static const char *g_out = LOOKASIDE_BENCH_RESULTS;
+/* --http-compare: servers get --http-listen and a child scraping /metrics
+ * every second; g_tag is appended to result names. */
+static bool g_http;
+static const char *g_tag = "";
+#define MAX_KEPT 64
+static struct { char name[128]; double value; } g_kept[MAX_KEPT];
+static int g_nkept;
 
 static double now_ms(void)
 {
@@ -51,10 +63,16 @@ static void result(const char *name, double value, const char *unit, const char 
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(date, sizeof date, "%Y-%m-%d", &tm);
-    printf("%-40s %12.1f %-10s (goal %s) %s\n", name, value, unit, goal, notes);
+    char full[128];
+    snprintf(full, sizeof full, "%s%s", name, g_tag);
+    if (g_nkept < MAX_KEPT) {
+        snprintf(g_kept[g_nkept].name, sizeof g_kept[g_nkept].name, "%s", full);
+        g_kept[g_nkept++].value = value;
+    }
+    printf("%-40s %12.1f %-10s (goal %s) %s\n", full, value, unit, goal, notes);
     FILE *f = fopen(g_out, "a");
     if (f) {
-        fprintf(f, "%s %s %.1f %s (goal %s) %s\n", date, name, value, unit, goal, notes);
+        fprintf(f, "%s %s %.1f %s (goal %s) %s\n", date, full, value, unit, goal, notes);
         fclose(f);
     }
 }
@@ -63,6 +81,7 @@ static void result(const char *name, double value, const char *unit, const char 
 
 typedef struct srv {
     pid_t pid;
+    pid_t scraper;      /* --http-compare: the /metrics scraper child */
     int port;
     char addr[64];
     char log[128];
@@ -77,11 +96,54 @@ static int srv_port_from_log(const char *log)
     int port = 0;
     while (fgets(line, sizeof line, f)) {
         char *p = strstr(line, "listening on 127.0.0.1:");
-        if (p)
+        if (p && strstr(line, "http listening") == NULL)   /* not --http-listen's line */
             port = atoi(p + 23);
     }
     fclose(f);
     return port;
+}
+
+/* A child that GETs /metrics every second, as Prometheus would (plain
+ * sockets only: no gRPC after fork). Stopped by PID in srv_stop. */
+static pid_t scraper_start(const char *log)
+{
+    int hport = 0;
+    for (int i = 0; i < 2000 && hport == 0; i++) {
+        FILE *f = fopen(log, "r");
+        char line[2048];
+        while (f && fgets(line, sizeof line, f)) {
+            char *p = strstr(line, "http listening on 127.0.0.1:");
+            if (p)
+                hport = atoi(p + strlen("http listening on 127.0.0.1:"));
+        }
+        if (f)
+            fclose(f);
+        if (hport == 0)
+            usleep(1000);
+    }
+    if (hport == 0) {
+        fprintf(stderr, "no HTTP port in %s\n", log);
+        return 0;
+    }
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid > 0 ? pid : 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)hport)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+            static const char req[] = "GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n";
+            if (write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+                char buf[65536];
+                while (read(fd, buf, sizeof buf) > 0) {
+                }
+            }
+        }
+        if (fd >= 0)
+            close(fd);
+        sleep(1);
+    }
 }
 
 static int srv_start(srv *s, const char *db, double *t_exec)
@@ -95,12 +157,14 @@ static int srv_start(srv *s, const char *db, double *t_exec)
         int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
         dup2(fd, 1);
-        execl(g_server_bin, g_server_bin, "--listen", "127.0.0.1:0", "--db", db,
-              "--max-streams-per-peer", "100000",
-              "--evict-intervals", "1000", (char *)NULL);
+        char *av[] = {(char *)g_server_bin, "--listen", "127.0.0.1:0", "--db", (char *)db,
+                      "--max-streams-per-peer", "100000", "--evict-intervals", "1000",
+                      g_http ? "--http-listen" : NULL, "127.0.0.1:0", NULL};
+        execv(g_server_bin, av);
         _exit(127);
     }
     s->pid = pid;
+    s->scraper = 0;
     for (int i = 0; i < 10000; i++) {
         s->port = srv_port_from_log(s->log);
         if (s->port > 0)
@@ -108,11 +172,18 @@ static int srv_start(srv *s, const char *db, double *t_exec)
         usleep(500);
     }
     snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
+    if (g_http && s->port > 0)
+        s->scraper = scraper_start(s->log);
     return s->port > 0 ? 0 : -1;
 }
 
 static void srv_stop(srv *s)
 {
+    if (s->scraper > 0) {
+        kill(s->scraper, SIGKILL);
+        waitpid(s->scraper, NULL, 0);
+        s->scraper = 0;
+    }
     if (s->pid <= 0)
         return;
     kill(s->pid, SIGTERM);
@@ -489,8 +560,9 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
 
 /* ------------------------------------------------------------ reports/s */
 
-static void reports(const char *addr, size_t nstreams, int seconds)
+static void reports(const char *addr, pid_t pid, size_t nstreams, int seconds)
 {
+    double cpu0 = 0;
     grpc_channel **chs = calloc(nstreams, sizeof *chs);
     size_t nch = nstreams < 8 ? nstreams : 8;
     for (size_t i = 0; i < nch; i++)
@@ -525,6 +597,7 @@ static void reports(const char *addr, size_t nstreams, int seconds)
             for (size_t i = 0; i < nstreams; i++)
                 acc_at_start += rs[i].accepted;
             t0 = now_ms();
+            cpu0 = cpu_ms(pid);
         }
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
@@ -567,6 +640,7 @@ static void reports(const char *addr, size_t nstreams, int seconds)
         }
     }
     double el = now_ms() - t0;
+    double cpu = cpu_ms(pid) - cpu0;
     uint64_t acc = 0;
     for (size_t i = 0; i < nstreams; i++)
         acc += rs[i].accepted;
@@ -575,6 +649,9 @@ static void reports(const char *addr, size_t nstreams, int seconds)
              nstreams, seconds, (unsigned long long)(acc - acc_at_start), (unsigned long long)sent);
     result("server.reports_per_sec", (double)(acc - acc_at_start) / (el / 1000.0), "reports/s",
            ">= 50000", notes);
+    if (acc > acc_at_start)
+        result("server.cpu_us_per_report", cpu * 1000.0 / (double)(acc - acc_at_start), "us",
+               "-", "server user+sys CPU over the counted window / reports acked");
     streams_close(rs, nstreams, cq);
     grpc_completion_queue_destroy(cq);
     for (size_t i = 0; i < nch; i++)
@@ -686,12 +763,64 @@ static void restart(const char *dir, size_t nbackends)
     unlink(db);
 }
 
+static double kept(const char *name)
+{
+    for (int i = g_nkept - 1; i >= 0; i--)
+        if (strcmp(g_kept[i].name, name) == 0)
+            return g_kept[i].value;
+    return -1;
+}
+
+/* The push fan-out (1,000 watchers) and reports/s with the HTTP endpoint
+ * off and on (a scrape of /metrics every second), alternating off/on and
+ * on/off so drift on the shared machine and the order hit both; then on/off
+ * ratios of the means. */
+static void http_compare(const char *dir, int reps, int rounds, size_t nstreams, int seconds)
+{
+    double p99[2] = {0, 0}, cpu[2] = {0, 0};
+    for (int r = 0; r < reps; r++) {
+        for (int k = 0; k < 2; k++) {
+            int on = (r % 2) ? 1 - k : k;
+            g_http = on;
+            g_tag = on ? ".http=on" : ".http=off";
+            char db[512], n[128];
+            srv s;
+            double t0;
+            snprintf(db, sizeof db, "%s/cmp%d%d.db", dir, r, on);
+            if (srv_start(&s, db, &t0) != 0) {
+                fprintf(stderr, "server did not start (%s)\n", g_server_bin);
+                srv_stop(&s);
+                return;
+            }
+            fanout(s.addr, 1000, s.pid, rounds);
+            reports(s.addr, s.pid, nstreams, seconds);
+            srv_stop(&s);
+            unlink(db);
+            snprintf(n, sizeof n, "server.push_p99_ms.watchers=1000%s", g_tag);
+            p99[on] += kept(n) / reps;
+            snprintf(n, sizeof n, "server.cpu_us_per_report%s", g_tag);
+            cpu[on] += kept(n) / reps;
+        }
+    }
+    g_http = false;
+    g_tag = "";
+    char notes[200];
+    snprintf(notes, sizeof notes, "on/off x100; push p99 %.2f vs %.2f ms, mean of %d alternations",
+             p99[1], p99[0], reps);
+    result("server.http_scraped_1s.push_p99_ratio", 100.0 * p99[1] / p99[0], "%", "<= 105",
+           notes);
+    snprintf(notes, sizeof notes, "on/off x100; CPU %.2f vs %.2f us per report, mean of %d "
+             "alternations", cpu[1], cpu[0], reps);
+    result("server.http_scraped_1s.cpu_per_report_ratio", 100.0 * cpu[1] / cpu[0], "%", "<= 105",
+           notes);
+}
+
 int main(int argc, char **argv)
 {
     size_t watchers[4] = {1000, 10000, 0, 0};
     int rounds = 9, seconds = 5;
     size_t nstreams = 64, stored = 10000;
-    bool quick = false, only_fanout = false;
+    bool quick = false, only_fanout = false, compare = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             g_out = argv[++i];
@@ -699,13 +828,16 @@ int main(int argc, char **argv)
             g_server_bin = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[i], "--http-compare") == 0)
+            compare = true;
         else if (strcmp(argv[i], "--watchers") == 0 && i + 1 < argc) {
             watchers[0] = (size_t)atol(argv[++i]);
             watchers[1] = 0;
             only_fanout = true;
         }
         else {
-            fprintf(stderr, "usage: bench_server [--out FILE] [--server PATH] [--quick] [--watchers N]\n");
+            fprintf(stderr, "usage: bench_server [--out FILE] [--server PATH] [--quick] "
+                            "[--watchers N] [--http-compare]\n");
             return 2;
         }
     }
@@ -721,6 +853,11 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir))
         return 1;
     char db[512];
+    if (compare) {
+        http_compare(dir, quick ? 2 : 4, rounds, nstreams, seconds);
+        watchers[0] = 0;
+        only_fanout = true;
+    }
     for (int k = 0; k < 2 && watchers[k]; k++) {
         snprintf(db, sizeof db, "%s/fan%d.db", dir, k);
         srv s;
@@ -738,7 +875,7 @@ int main(int argc, char **argv)
         srv s;
         double t0;
         if (srv_start(&s, db, &t0) == 0) {
-            reports(s.addr, nstreams, seconds);
+            reports(s.addr, s.pid, nstreams, seconds);
             srv_stop(&s);
         }
         unlink(db);
