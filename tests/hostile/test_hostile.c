@@ -492,6 +492,43 @@ static void test_balanceload_random_bytes(void **state)
     tc_close(c);
 }
 
+/* --------------------------------------------- streams that never send */
+
+/* A stream's first message is bounded too: a Report (bidi) or Watch
+ * (server streaming) that opens and sends nothing ends with
+ * DEADLINE_EXCEEDED, and a stream that did send stays up past the bound. */
+static void test_silent_streams_time_out(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"--request-timeout-ms", "1000", NULL};
+    server_up(extra);
+    tclient *c = tc_connect(g.srv.addr);
+    tstream *live = h_report_registered(c, "web", "127.0.0.1:7001", NULL, NULL);
+    assert_non_null(live);
+    Lookaside__V1__Load load = LOOKASIDE__V1__LOAD__INIT;
+    Lookaside__V1__LoadReport lr = LOOKASIDE__V1__LOAD_REPORT__INIT;
+    lr.kind_case = LOOKASIDE__V1__LOAD_REPORT__KIND_LOAD;
+    lr.load = &load;
+    const char *const methods[] = {M_REPORT, M_WATCH, M_LB};
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
+        tstream *s = ts_open(c, methods[i], NULL);
+        grpc_status_code code = GRPC_STATUS_OK;
+        char *details = NULL;
+        assert_int_equal(ts_status(s, 20000, &code, &details), 0);
+        expect_refusal(code, details, GRPC_STATUS_DEADLINE_EXCEEDED, "no request message");
+        ts_destroy(s);
+        /* The registered reporter is not cut off by the bound (its stream
+         * delivered a first message long ago): it still gets acks. */
+        assert_int_equal(ts_send(live, &lr.base), 0);
+        ProtobufCMessage *ack = NULL;
+        assert_int_equal(ts_recv(live, &lookaside__v1__report_ack__descriptor, &ack, 10000), 1);
+        protobuf_c_message_free_unpacked(ack, NULL);
+    }
+    ts_cancel(live);
+    ts_destroy(live);
+    tc_close(c);
+}
+
 /* ------------------------------------------------------------- SIGTERM */
 
 static void test_sigterm_with_idle_client(void **state)
@@ -525,6 +562,7 @@ int main(void)
         cmocka_unit_test_teardown(test_nul_strings_refused, server_down),
         cmocka_unit_test_teardown(test_balanceload_random_bytes, server_down),
         cmocka_unit_test_teardown(test_sigterm_with_idle_client, server_down),
+        cmocka_unit_test_teardown(test_silent_streams_time_out, server_down),
         cmocka_unit_test_teardown(test_half_open_calls_bounded, server_down),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
