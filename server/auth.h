@@ -26,11 +26,11 @@
  * (-> UNAUTHENTICATED); LOOKASIDE_EPERM when its identity lacks the
  * permission (-> PERMISSION_DENIED).
  *
- * Threads: an auth object is created and reloaded on the loop thread; the
- * check functions only read it and may be called from any thread as long as
- * no reload runs at the same time (auth_reload swaps the policy in place on
- * the loop thread; other threads must hold their own reader lock or ask the
- * loop thread). auth_peer values are plain data owned by the caller. */
+ * Threads: create, reload and destroy on one thread (the loop thread). The
+ * check functions (auth_check, auth_identity, auth_peer_admitted, ...) may
+ * be called from any thread, also while auth_reload runs: the policy sits
+ * behind a reader-writer lock and a reload swaps it whole. auth_peer values
+ * are plain data owned by the caller. */
 #ifndef LA_AUTH_H
 #define LA_AUTH_H
 
