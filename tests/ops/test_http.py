@@ -8,6 +8,9 @@
               scrapes the endpoint every second and its HTTP API returns the
               series with the values the server holds (a weight override of
               777 set through lookasidectl, one registration, one backend).
+  readyz      readiness across a restart: lists restored from the database
+              but not yet confirmed by their backends are ready for /readyz,
+              not for /readyz?confirmed=1 (and say RESTORED everywhere).
   chromium    headless Debian chromium (DevTools protocol over a pipe) opens
               the status page; a backend registered shows up SERVING, then
               after `lookasidectl drain` turns DRAINING in the same page
@@ -95,8 +98,8 @@ def log_match(log, pattern):
     return m
 
 
-def start_server(tmp, extra=()):
-    log = os.path.join(tmp, "server.log")
+def start_server(tmp, extra=(), log_name="server.log"):
+    log = os.path.join(tmp, log_name)
     p = spawn([SERVER, "--listen", "127.0.0.1:0", "--db", os.path.join(tmp, "la.db"),
                "--http-listen", "127.0.0.1:0", "--report-interval-ms", "200"] + list(extra),
               log, env={**clean_env(), **{k: v for k, v in os.environ.items()
@@ -222,6 +225,38 @@ def test_access(tmp):
         plain = False
     check(not plain, "plain HTTP is not served on the TLS port")
     check(stop(p) == 0, "TLS server exits 0")
+
+
+# ---------------------------------------------------------------- readyz
+def test_readyz(tmp):
+    p, gp, hp = start_server(tmp)
+    st, body, _ = http_get(hp, "/readyz?confirmed=1")
+    check(st == 200, f"fresh server: /readyz?confirmed=1 200 ({st} {body.strip()})")
+    b = start_backend(tmp, gp)
+    addr = backend_address(hp)
+    if not check(addr, "backend registered"):
+        return 1
+    # Stop the server first: a shutdown keeps the stored rows (a restart
+    # restores them); then the backend, which cannot reach the next server.
+    check(stop(p) == 0, "server exits 0")
+    b.kill()
+    b.wait()
+    p2, _, hp2 = start_server(tmp, log_name="server2.log")
+    st, body, _ = http_get(hp2, "/readyz")
+    check(st == 200, f"restored lists are served: /readyz 200 ({st} {body.strip()})")
+    st, body, _ = http_get(hp2, "/readyz?confirmed=1")
+    check(st == 503 and "restored" in body,
+          f"restored, unconfirmed: /readyz?confirmed=1 503 ({st} {body.strip()})")
+    st, body, _ = http_get(hp2, "/api/status")
+    svc = [s for s in json.loads(body)["services"] if s["name"] == "web"]
+    check(svc and svc[0]["list_state"] == "RESTORED"
+          and [x["state"] for x in svc[0]["backends"]] == ["RESTORED"],
+          f"/api/status says RESTORED ({svc})")
+    st, body, _ = http_get(hp2, "/metrics")
+    check('lookaside_list_state{service="web",state="RESTORED"} 1' in body,
+          "lookaside_list_state says RESTORED")
+    check(stop(p2) == 0, "restarted server exits 0")
+    return 0
 
 
 # ------------------------------------------------------------ prometheus
@@ -435,7 +470,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="la_http_")
     rc = 1
     try:
-        rc = {"access": test_access, "prometheus": test_prometheus,
+        rc = {"access": test_access, "readyz": test_readyz, "prometheus": test_prometheus,
               "chromium": test_chromium}[MODE](tmp) or 0
     finally:
         for p, log in reversed(procs):
