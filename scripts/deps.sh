@@ -5,7 +5,8 @@ set -eu
 PKGS="build-essential cmake pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
 libc-ares-dev libsqlite3-dev libcmocka-dev dnsmasq-base python3-grpcio python3 openssl libssl-dev \
 libsystemd-dev libmicrohttpd-dev python3-yaml prometheus chromium \
-golang-go golang-google-grpc-dev golang-google-protobuf-dev python3-protobuf protobuf-compiler"
+golang-go golang-google-grpc-dev golang-google-protobuf-dev python3-protobuf protobuf-compiler \
+etcd-server etcd-client"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

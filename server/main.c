@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "util.h"
 #include "registry.h"
+#include "replica.h"
 #include "rpc.h"
 #include "services.h"
 #include "storage.h"
@@ -46,6 +47,7 @@ typedef struct flags {
     uint32_t grpclb_stats_ms;
     size_t grpclb_max_entries;
     registry_config rc;
+    replica_config etcd;          /* etcd mode when etcd.endpoints is set */
 } flags;
 
 static void usage(FILE *f)
@@ -89,6 +91,13 @@ static void usage(FILE *f)
             "  --http-listen HOST:PORT     metrics, health and the status page (off unless\n"
             "                              given; loopback peers only without TLS)\n"
             "  --http-max-backends N       per-backend metric series cap (default 2000)\n"
+            "  --etcd HOST:PORT[,...]      etcd mode: share backends with other replicas\n"
+            "                              through etcd v3 (--db is not used)\n"
+            "  --etcd-prefix PREFIX        key prefix in etcd (default /lookaside/)\n"
+            "  --etcd-lease-ttl S          lease TTL of this replica's keys (default 10)\n"
+            "  --etcd-ca PATH              TLS to etcd with this CA\n"
+            "  --etcd-cert PATH --etcd-key PATH\n"
+            "                              client certificate for etcd (with --etcd-ca)\n"
             "  --help, --version\n"
             "Every flag can also be set as LOOKASIDE_<FLAG> (--dns-refresh-ms =>\n"
             "LOOKASIDE_DNS_REFRESH_MS; repeated --discover: values separated by spaces);\n"
@@ -101,7 +110,8 @@ static int parse_flags(int argc, char **argv, flags *f)
            F_WEIGHT, F_POLICY, F_MAXB, F_MAXS, F_MAXPEER, F_MAXMSG, F_MAXREP, F_LBSTATS, F_LBMAX,
            F_TOKENS, F_LOG, F_HELP, F_VERSION, F_TLS_CERT, F_TLS_KEY, F_TLS_CA, F_POLICY_FILE,
            F_INSECURE, F_HTTP, F_HTTP_MAX,
-           F_MAXCALLS, F_MAXWAIT, F_REQTIMEOUT, F_LOGFMT, F_LOGRATE };
+           F_MAXCALLS, F_MAXWAIT, F_REQTIMEOUT, F_LOGFMT, F_LOGRATE,
+           F_ETCD, F_ETCD_PREFIX, F_ETCD_TTL, F_ETCD_CA, F_ETCD_CERT, F_ETCD_KEY };
     static const struct option opts[] = {
         {"listen", required_argument, 0, F_LISTEN},
         {"db", required_argument, 0, F_DB},
@@ -130,6 +140,12 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"insecure", no_argument, 0, F_INSECURE},
         {"http-listen", required_argument, 0, F_HTTP},
         {"http-max-backends", required_argument, 0, F_HTTP_MAX},
+        {"etcd", required_argument, 0, F_ETCD},
+        {"etcd-prefix", required_argument, 0, F_ETCD_PREFIX},
+        {"etcd-lease-ttl", required_argument, 0, F_ETCD_TTL},
+        {"etcd-ca", required_argument, 0, F_ETCD_CA},
+        {"etcd-cert", required_argument, 0, F_ETCD_CERT},
+        {"etcd-key", required_argument, 0, F_ETCD_KEY},
         {"max-calls-per-peer", required_argument, 0, F_MAXCALLS},
         {"max-waiting-per-peer", required_argument, 0, F_MAXWAIT},
         {"request-timeout-ms", required_argument, 0, F_REQTIMEOUT},
@@ -249,6 +265,15 @@ static int parse_flags(int argc, char **argv, flags *f)
             ok = util_parse_ll(optarg, 0, 1000000, &v);
             log_set_rate_limit((unsigned)v);
             break;
+        case F_ETCD: f->etcd.endpoints = optarg; break;
+        case F_ETCD_PREFIX: f->etcd.prefix = optarg; break;
+        case F_ETCD_TTL:
+            ok = util_parse_ll(optarg, 2, 3600, &v);
+            f->etcd.lease_ttl_s = v;
+            break;
+        case F_ETCD_CA: f->etcd.ca_file = optarg; break;
+        case F_ETCD_CERT: f->etcd.cert_file = optarg; break;
+        case F_ETCD_KEY: f->etcd.key_file = optarg; break;
         case F_HELP: usage(stdout); return 0;
         case F_VERSION: printf("lookaside-server %s\n", LOOKASIDE_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -387,6 +412,7 @@ int main(int argc, char **argv)
     f.grpclb_stats_ms = 1000;
     f.grpclb_max_entries = 1000;
     registry_config_default(&f.rc);
+    replica_config_default(&f.etcd);
     int rc = parse_flags(argc, argv, &f);
     if (rc >= 0)
         return rc;
@@ -422,6 +448,7 @@ int main(int argc, char **argv)
     storage *st = NULL;
     loop *l = NULL;
     registry *reg = NULL;
+    replica *rep = NULL;
     rpc_server *srv = NULL;
     http_server *http = NULL;
     discovery *disc = NULL;
@@ -435,6 +462,10 @@ int main(int argc, char **argv)
     rc = security_setup(&f, &sec);
     if (rc != 0)
         return rc;
+    /* etcd mode: etcd is the shared state; the registry's write-behind
+     * goes to a private in-memory database nobody restores from. */
+    if (f.etcd.endpoints)
+        f.db = ":memory:";
     lookaside_status s = storage_open(f.db, &st);
     if (s != LOOKASIDE_OK) {
         log_error("main", "cannot open database: %s", storage_open_error());
@@ -447,6 +478,13 @@ int main(int argc, char **argv)
         goto out;
     if (registry_create(l, st, &f.rc, &reg) != LOOKASIDE_OK)
         goto out;
+    if (f.etcd.endpoints) {
+        char err[300];
+        if (replica_create(l, reg, &f.etcd, &rep, err, sizeof err) != LOOKASIDE_OK) {
+            log_error("main", "etcd mode: %s", err);
+            goto out;
+        }
+    }
     ctx.reg = reg;
     ctx.auth = sec.au;
     ctx.max_report_bytes = f.max_report_bytes;
@@ -539,6 +577,7 @@ out:
         rpc_server_shutdown(srv, 2000);
         rpc_server_destroy(srv);
     }
+    replica_destroy(rep);
     /* Before the registry: the HTTP threads read its catalog. */
     http_server_destroy(http);
     registry_destroy(reg);

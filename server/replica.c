@@ -1,0 +1,548 @@
+/* replica.c - etcd mode glue between the registry and etcd (see replica.h). */
+#include "replica.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <grpc/support/time.h>
+
+#include "etcd.h"
+#include "log.h"
+#include "lookaside/v1/replica.pb-c.h"
+#include "pbio.h"
+#include "util.h"
+
+#define NBUCKETS 4096
+#define KEY_MAX 512
+#define VALUE_MAX 1024
+#define RETRY_MS 500
+
+/* A key this replica owns (or owned and still has to delete). */
+typedef struct owned {
+    char key[KEY_MAX];
+    uint8_t val[VALUE_MAX];
+    size_t vlen;
+    bool present;               /* wanted in etcd (else: delete it) */
+    bool dirty;                 /* etcd does not have the wanted state yet */
+    bool weight_only;           /* the pending change is only a weight */
+    bool in_flight;
+    bool forget;                /* drop the entry once its write completes */
+    int64_t last_write_ms;
+    replica *r;
+    struct owned *hnext;
+} owned;
+
+/* A key another replica owns, as last applied to the registry. */
+typedef struct remote {
+    char key[KEY_MAX];
+    bool mark;                  /* scratch for a fresh listing */
+    struct remote *hnext;
+} remote;
+
+struct replica {
+    loop *l;
+    registry *reg;
+    etcd *etcd;
+    char id[128];
+    char prefix[KEY_MAX];
+    size_t prefix_len;
+    int64_t weight_min_ms;
+    size_t max_inflight, inflight;
+    owned *own[NBUCKETS];
+    remote *rem[NBUCKETS];
+    uint64_t flush_timer;
+    int64_t flush_at;
+};
+
+static uint32_t key_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h % NBUCKETS;
+}
+
+/* ------------------------------------------------------------ keys */
+
+static bool backend_key(const replica *r, const char *service, const char *address,
+                        char out[KEY_MAX])
+{
+    int n = snprintf(out, KEY_MAX, "%sbackends/%s/%s", r->prefix, service, address);
+    return n > 0 && n < KEY_MAX;
+}
+
+/* Splits an etcd key into service and address (NUL-terminated copies);
+ * false for anything that is not <prefix>backends/<service>/<address> made
+ * of printable ASCII. */
+static bool parse_key(const replica *r, const uint8_t *k, size_t n, char key[KEY_MAX],
+                      char service[254], char address[LA_ADDR_STRLEN])
+{
+    static const char kind[] = "backends/";
+    if (n >= KEY_MAX || n <= r->prefix_len + sizeof kind - 1 ||
+        memcmp(k, r->prefix, r->prefix_len) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (k[i] < 0x21 || k[i] > 0x7e)
+            return false;
+    memcpy(key, k, n);
+    key[n] = '\0';
+    const char *p = key + r->prefix_len;
+    if (strncmp(p, kind, sizeof kind - 1) != 0)
+        return false;
+    p += sizeof kind - 1;
+    const char *slash = strchr(p, '/');
+    if (slash == NULL || slash == p || (size_t)(slash - p) >= 254 ||
+        strlen(slash + 1) == 0 || strlen(slash + 1) >= LA_ADDR_STRLEN)
+        return false;
+    memcpy(service, p, (size_t)(slash - p));
+    service[slash - p] = '\0';
+    strcpy(address, slash + 1);
+    return true;
+}
+
+/* ------------------------------------------------------------ tables */
+
+static owned *own_find(replica *r, const char *key)
+{
+    for (owned *o = r->own[key_hash(key)]; o; o = o->hnext)
+        if (strcmp(o->key, key) == 0)
+            return o;
+    return NULL;
+}
+
+static owned *own_obtain(replica *r, const char *key)
+{
+    owned *o = own_find(r, key);
+    if (o)
+        return o;
+    o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return NULL;
+    snprintf(o->key, sizeof o->key, "%s", key);
+    o->r = r;
+    uint32_t h = key_hash(key);
+    o->hnext = r->own[h];
+    r->own[h] = o;
+    return o;
+}
+
+static void own_remove(replica *r, owned *o)
+{
+    owned **pp = &r->own[key_hash(o->key)];
+    while (*pp && *pp != o)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = o->hnext;
+    free(o);
+}
+
+static remote *rem_find(replica *r, const char *key)
+{
+    for (remote *m = r->rem[key_hash(key)]; m; m = m->hnext)
+        if (strcmp(m->key, key) == 0)
+            return m;
+    return NULL;
+}
+
+static void rem_add(replica *r, const char *key)
+{
+    remote *m = rem_find(r, key);
+    if (m) {
+        m->mark = false;
+        return;
+    }
+    m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return;   /* the registry has it; only a later listing's cleanup misses it */
+    snprintf(m->key, sizeof m->key, "%s", key);
+    uint32_t h = key_hash(key);
+    m->hnext = r->rem[h];
+    r->rem[h] = m;
+}
+
+static void rem_remove(replica *r, const char *key)
+{
+    remote **pp = &r->rem[key_hash(key)];
+    while (*pp && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        remote *m = *pp;
+        *pp = m->hnext;
+        free(m);
+    }
+}
+
+/* ------------------------------------------------------------ writes */
+
+static void flush(replica *r);
+
+static void on_flush(loop *l, void *arg)
+{
+    (void)l;
+    replica *r = arg;
+    r->flush_timer = 0;
+    flush(r);
+}
+
+static void schedule_flush(replica *r, int64_t at)
+{
+    if (r->flush_timer != 0 && r->flush_at <= at)
+        return;
+    if (r->flush_timer != 0)
+        loop_timer_cancel(r->l, r->flush_timer);
+    r->flush_at = at;
+    r->flush_timer = loop_timer_add(r->l, at, on_flush, r);
+}
+
+static void write_done(void *arg, bool ok, int64_t revision)
+{
+    (void)revision;
+    owned *o = arg;
+    replica *r = o->r;
+    o->in_flight = false;
+    r->inflight--;
+    if (!ok) {
+        o->dirty = true;
+        schedule_flush(r, clock_mono_ms() + RETRY_MS);
+        return;
+    }
+    if (o->forget && !o->dirty) {
+        own_remove(r, o);
+        return;
+    }
+    if (o->dirty)
+        schedule_flush(r, clock_mono_ms());
+}
+
+/* Writes every dirty key that may be written now (membership at once,
+ * weights rate-capped per key), at most max_inflight at a time. */
+static void flush(replica *r)
+{
+    int64_t now = clock_mono_ms();
+    int64_t next = INT64_MAX;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (owned *o = r->own[i], *nx; o; o = nx) {
+            nx = o->hnext;
+            if (!o->dirty || o->in_flight)
+                continue;
+            if (o->present && o->weight_only && now - o->last_write_ms < r->weight_min_ms) {
+                int64_t at = o->last_write_ms + r->weight_min_ms;
+                next = at < next ? at : next;
+                continue;
+            }
+            if (r->inflight >= r->max_inflight) {
+                next = now + 10;
+                continue;
+            }
+            if (o->present && etcd_lease(r->etcd) == 0)
+                continue;   /* on_lease flushes */
+            lookaside_status st =
+                o->present ? etcd_put(r->etcd, o->key, o->val, o->vlen, true, write_done, o)
+                           : etcd_delete_owned(r->etcd, o->key, write_done, o);
+            if (st != LOOKASIDE_OK) {
+                next = now + RETRY_MS < next ? now + RETRY_MS : next;
+                continue;
+            }
+            o->dirty = false;
+            o->weight_only = false;
+            o->in_flight = true;
+            o->last_write_ms = now;
+            r->inflight++;
+        }
+    }
+    if (next != INT64_MAX)
+        schedule_flush(r, next);
+}
+
+/* ------------------------------------------------------------ mirror (out) */
+
+static bool encode(const replica *r, const reg_backend *b, uint8_t *out, size_t *len)
+{
+    Lookaside__V1__ReplicaBackend v = LOOKASIDE__V1__REPLICA_BACKEND__INIT;
+    v.zone = (char *)b->zone;
+    v.weight = b->published_weight;
+    v.draining = b->draining;
+    v.weight_override = b->weight_override;
+    v.owner = (char *)r->id;
+    size_t n = lookaside__v1__replica_backend__get_packed_size(&v);
+    if (n > VALUE_MAX)
+        return false;
+    *len = lookaside__v1__replica_backend__pack(&v, out);
+    return true;
+}
+
+static void mirror_put(void *arg, const reg_backend *b)
+{
+    replica *r = arg;
+    char key[KEY_MAX];
+    uint8_t val[VALUE_MAX];
+    size_t vlen;
+    if (!backend_key(r, b->svc->name, b->address, key) || !encode(r, b, val, &vlen))
+        return;
+    owned *o = own_obtain(r, key);
+    if (o == NULL) {
+        log_warn("replica", "%s: out of memory; not mirrored", key);
+        return;
+    }
+    if (o->present && o->vlen == vlen && memcmp(o->val, val, vlen) == 0)
+        return;
+    /* A weight-only change keeps the previous write's pacing; anything else
+     * (new key, zone, drain, override) goes out at once. */
+    bool weight_only = false;
+    if (o->present) {
+        Lookaside__V1__ReplicaBackend *old =
+            lookaside__v1__replica_backend__unpack(NULL, o->vlen, o->val);
+        weight_only = old && old->draining == b->draining &&
+                      old->weight_override == b->weight_override && strcmp(old->zone, b->zone) == 0;
+        if (old)
+            lookaside__v1__replica_backend__free_unpacked(old, NULL);
+    }
+    memcpy(o->val, val, vlen);
+    o->vlen = vlen;
+    o->present = true;
+    o->forget = false;
+    o->weight_only = (o->dirty ? o->weight_only : true) && weight_only;
+    o->dirty = true;
+    schedule_flush(r, o->weight_only ? o->last_write_ms + r->weight_min_ms : clock_mono_ms());
+}
+
+static void mirror_delete(void *arg, const char *service, const char *address)
+{
+    replica *r = arg;
+    char key[KEY_MAX];
+    if (!backend_key(r, service, address, key))
+        return;
+    owned *o = own_find(r, key);
+    if (o == NULL)
+        return;
+    o->present = false;
+    o->forget = true;
+    o->weight_only = false;
+    o->dirty = true;
+    schedule_flush(r, clock_mono_ms());
+}
+
+static const reg_mirror_ops mirror_ops = {.backend_put = mirror_put,
+                                          .backend_delete = mirror_delete};
+
+/* ------------------------------------------------------------ etcd (in) */
+
+/* Is the backend still held by a live Report stream here? */
+static bool reported_here(replica *r, const char *service, const char *address)
+{
+    reg_service *s = registry_find(r->reg, service);
+    reg_backend *b = s ? registry_find_backend(s, address) : NULL;
+    return b && b->local && b->reported;
+}
+
+static void apply_put(replica *r, const etcd_kv *kv)
+{
+    char key[KEY_MAX], service[254], address[LA_ADDR_STRLEN];
+    if (!parse_key(r, kv->key, kv->key_len, key, service, address)) {
+        log_warn("replica", "etcd key skipped: not %sbackends/SERVICE/ADDRESS (%zu bytes)",
+                 r->prefix, kv->key_len);
+        return;
+    }
+    /* A NUL inside a string would make two different values compare
+     * equal once protobuf-c hands them out as C strings. */
+    char field[64];
+    Lookaside__V1__ReplicaBackend *v =
+        kv->value_len <= VALUE_MAX &&
+                pbio_check_strings(&lookaside__v1__replica_backend__descriptor, kv->value,
+                                   kv->value_len, field, sizeof field) == LOOKASIDE_OK
+            ? lookaside__v1__replica_backend__unpack(NULL, kv->value_len, kv->value)
+            : NULL;
+    if (v == NULL) {
+        log_warn("replica", "%s: undecodable value skipped (%zu bytes)", key, kv->value_len);
+        return;
+    }
+    if (strcmp(v->owner, r->id) == 0) {
+        lookaside__v1__replica_backend__free_unpacked(v, NULL);
+        return;   /* our own write coming back */
+    }
+    owned *o = own_find(r, key);
+    if (o && !reported_here(r, service, address)) {
+        /* The backend re-registered at another replica: stop claiming it
+         * (a later lease change here must not put it back). */
+        o->present = false;
+        o->dirty = false;
+        if (!o->in_flight)
+            own_remove(r, o);
+        else
+            o->forget = true;
+    }
+    reg_remote rb = {.service = service, .address = address, .zone = v->zone,
+                     .weight = v->weight, .draining = v->draining,
+                     .weight_override = v->weight_override,
+                     .revision = kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0};
+    lookaside_status st = registry_remote_put(r->reg, &rb);
+    if (st != LOOKASIDE_OK)
+        log_warn("replica", "%s: not applied: %s", key, lookaside_status_str(st));
+    else
+        rem_add(r, key);
+    lookaside__v1__replica_backend__free_unpacked(v, NULL);
+}
+
+static void apply_delete(replica *r, const etcd_kv *kv)
+{
+    char key[KEY_MAX], service[254], address[LA_ADDR_STRLEN];
+    if (!parse_key(r, kv->key, kv->key_len, key, service, address))
+        return;
+    owned *o = own_find(r, key);
+    if (o && o->present) {
+        if (reported_here(r, service, address)) {
+            /* Ours, deleted behind our back (lease expired during an
+             * outage): put it again. */
+            log_warn("replica", "%s: deleted in etcd while its backend reports here; putting "
+                                "it again", key);
+            o->dirty = true;
+            o->weight_only = false;
+            schedule_flush(r, clock_mono_ms());
+        }
+        return;
+    }
+    if (rem_find(r, key)) {
+        rem_remove(r, key);
+        registry_remote_delete(r->reg, service, address,
+                               kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0);
+    }
+}
+
+static void on_event(void *arg, bool put, const etcd_kv *kv)
+{
+    replica *r = arg;
+    if (put)
+        apply_put(r, kv);
+    else
+        apply_delete(r, kv);
+}
+
+static void on_snapshot(void *arg, const etcd_kv *kvs, size_t n, int64_t revision)
+{
+    replica *r = arg;
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (remote *m = r->rem[i]; m; m = m->hnext)
+            m->mark = true;
+    for (size_t i = 0; i < n; i++)
+        apply_put(r, &kvs[i]);
+    /* Remote keys missing from the listing went away while we could not
+     * see it (compaction skipped their delete events). */
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (remote *m = r->rem[i], *nx; m; m = nx) {
+            nx = m->hnext;
+            if (!m->mark)
+                continue;
+            etcd_kv kv = {.key = (const uint8_t *)m->key, .key_len = strlen(m->key),
+                          .mod_revision = revision};
+            apply_delete(r, &kv);
+        }
+    }
+    /* Keys of ours missing from the listing are put again. */
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (owned *o = r->own[i]; o; o = o->hnext)
+            if (o->present && !o->in_flight)
+                o->dirty = true;
+    schedule_flush(r, clock_mono_ms());
+}
+
+static void on_lease(void *arg, int64_t lease)
+{
+    replica *r = arg;
+    log_info("replica", "%s: lease %llx; putting every backend registered here", r->id,
+             (unsigned long long)lease);
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (owned *o = r->own[i]; o; o = o->hnext)
+            if (o->present) {
+                o->dirty = true;
+                o->weight_only = false;
+            }
+    schedule_flush(r, clock_mono_ms());
+}
+
+static const etcd_handler etcd_ops = {.on_snapshot = on_snapshot, .on_event = on_event,
+                                      .on_lease = on_lease};
+
+/* ------------------------------------------------------------ lifecycle */
+
+void replica_config_default(replica_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->prefix = "/lookaside/";
+    c->lease_ttl_s = 10;
+    c->weight_min_interval_ms = 1000;
+    c->max_inflight = 256;
+}
+
+lookaside_status replica_create(loop *l, registry *reg, const replica_config *cfg,
+                                replica **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (cfg->prefix == NULL || strlen(cfg->prefix) == 0 || strlen(cfg->prefix) > 200) {
+        snprintf(err, errlen, "--etcd-prefix: 1-200 bytes");
+        return LOOKASIDE_EINVAL;
+    }
+    for (const char *p = cfg->prefix; *p; p++)
+        if (*p < 0x21 || *p > 0x7e) {
+            snprintf(err, errlen, "--etcd-prefix: printable ASCII without spaces");
+            return LOOKASIDE_EINVAL;
+        }
+    replica *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return LOOKASIDE_ENOMEM;
+    r->l = l;
+    r->reg = reg;
+    r->prefix_len = strlen(cfg->prefix);
+    memcpy(r->prefix, cfg->prefix, r->prefix_len + 1);
+    r->weight_min_ms = cfg->weight_min_interval_ms;
+    r->max_inflight = cfg->max_inflight ? cfg->max_inflight : 1;
+    char host[64] = "?";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    /* Unique per process run: a restarted replica never mistakes its
+     * predecessor's keys for its own. */
+    gpr_timespec t = gpr_now(GPR_CLOCK_REALTIME);
+    snprintf(r->id, sizeof r->id, "%s/%ld/%llx", host, (long)getpid(),
+             (unsigned long long)((uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec));
+    etcd_config ec;
+    etcd_config_default(&ec);
+    ec.endpoints = cfg->endpoints;
+    ec.prefix = cfg->prefix;
+    ec.lease_ttl_s = cfg->lease_ttl_s;
+    ec.ca_file = cfg->ca_file;
+    ec.cert_file = cfg->cert_file;
+    ec.key_file = cfg->key_file;
+    lookaside_status st = etcd_create(l, &ec, &etcd_ops, r, &r->etcd, err, errlen);
+    if (st != LOOKASIDE_OK) {
+        free(r);
+        return st;
+    }
+    registry_set_mirror(reg, &mirror_ops, r);
+    log_info("replica", "etcd mode: replica %s, endpoints %s, prefix %s, lease TTL %lld s", r->id,
+             cfg->endpoints, cfg->prefix, (long long)cfg->lease_ttl_s);
+    *out = r;
+    return LOOKASIDE_OK;
+}
+
+void replica_destroy(replica *r)
+{
+    if (r == NULL)
+        return;
+    registry_set_mirror(r->reg, NULL, NULL);
+    loop_timer_cancel(r->l, r->flush_timer);
+    etcd_destroy(r->etcd);
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (owned *o = r->own[i], *nx; o; o = nx) {
+            nx = o->hnext;
+            free(o);
+        }
+        for (remote *m = r->rem[i], *nx; m; m = nx) {
+            nx = m->hnext;
+            free(m);
+        }
+    }
+    free(r);
+}
+
+const char *replica_id(const replica *r) { return r->id; }

@@ -1,0 +1,435 @@
+/* tests/etcd: lookaside-server replicas sharing state through a real etcd
+ * (Debian's etcd-server) on 127.0.0.1, ephemeral ports, a temporary data
+ * dir; every process stopped by its PID.
+ *
+ * Figures (propagation time, gaps) are printed, never asserted. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "lookaside.h"
+#include "lookaside/v1/lookaside.pb-c.h"
+
+#define ETCD_BIN "/usr/bin/etcd"
+#define SVC_A "web"
+#define SVC_B "api"
+#define SVC_C "outage"
+#define LEASE_TTL "3"
+
+typedef struct fx {
+    char dir[256];
+    char data[300];
+    proc etcd;
+    int cport, pport;
+    char curl[64], purl[64], ep[64];
+    proc a, b;
+} fx;
+
+static fx F;
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int port = -1;
+    if (s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(s, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (s >= 0)
+        close(s);
+    return port;
+}
+
+/* Starts (or restarts, same ports and data) the one etcd member, with a
+ * fresh log so the readiness line is this run's. */
+static int etcd_start(void)
+{
+    if (F.etcd.log[0]) {
+        unlink(F.etcd.log);
+        F.etcd.log[0] = '\0';
+    }
+    char cluster[128];
+    snprintf(cluster, sizeof cluster, "default=%s", F.purl);
+    const char *argv[] = {ETCD_BIN, "--name", "default", "--data-dir", F.data,
+                          "--listen-client-urls", F.curl, "--advertise-client-urls", F.curl,
+                          "--listen-peer-urls", F.purl, "--initial-advertise-peer-urls",
+                          F.purl, "--initial-cluster", cluster, NULL};
+    return h_spawn(&F.etcd, argv, "ready to serve client requests");
+}
+
+static int replica_start(proc *p)
+{
+    const char *extra[] = {"--etcd", F.ep, "--etcd-lease-ttl", LEASE_TTL, NULL};
+    return h_server_start(p, "/nonexistent/unused.db", extra);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (access(ETCD_BIN, X_OK) != 0)
+        return 0;   /* each test skips with the reason */
+    grpc_init();
+    h_tmpdir(F.dir);
+    snprintf(F.data, sizeof F.data, "%s/etcd", F.dir);
+    F.cport = free_port();
+    F.pport = free_port();
+    snprintf(F.curl, sizeof F.curl, "http://127.0.0.1:%d", F.cport);
+    snprintf(F.purl, sizeof F.purl, "http://127.0.0.1:%d", F.pport);
+    snprintf(F.ep, sizeof F.ep, "127.0.0.1:%d", F.cport);
+    if (etcd_start() != 0 || replica_start(&F.a) != 0 || replica_start(&F.b) != 0) {
+        h_log_dump(&F.etcd);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (access(ETCD_BIN, X_OK) != 0)
+        return 0;
+    int rc = 0;
+    if (F.a.pid > 0 && h_server_teardown(&F.a, NULL) != 0)
+        rc = -1;
+    if (F.b.pid > 0 && h_server_teardown(&F.b, NULL) != 0)
+        rc = -1;
+    if (F.etcd.pid > 0)
+        h_stop(&F.etcd);
+    unlink(F.etcd.log);
+    h_rmdir(F.dir);
+    grpc_shutdown();
+    return rc;
+}
+
+#define NEED_ETCD()                                                                          \
+    do {                                                                                     \
+        if (access(ETCD_BIN, X_OK) != 0) {                                                   \
+            fprintf(stderr, "SKIP: %s not installed (scripts/deps.sh installs etcd-server)\n", \
+                    ETCD_BIN);                                                               \
+            skip();                                                                          \
+        }                                                                                    \
+    } while (0)
+
+/* ---- helpers ---- */
+
+static tstream *watch_open(tclient *c, const char *service)
+{
+    Lookaside__V1__WatchRequest rq = LOOKASIDE__V1__WATCH_REQUEST__INIT;
+    rq.service = (char *)service;
+    return ts_open(c, "/lookaside.v1.Balancer/Watch", &rq.base);
+}
+
+/* The backend with this address in l, or NULL. */
+static const Lookaside__V1__Backend *find_backend(const Lookaside__V1__ServerList *l,
+                                                  const char *address)
+{
+    for (size_t i = 0; i < l->n_backends; i++)
+        if (strcmp(l->backends[i]->address, address) == 0)
+            return l->backends[i];
+    return NULL;
+}
+
+/* Reads lists from w until one satisfies want(address, state) or timeout_ms
+ * passes. Returns 1 when seen. Counts the lists read into *lists. */
+typedef bool (*list_pred)(const Lookaside__V1__ServerList *l, const char *address);
+
+static int watch_until(tstream *w, list_pred want, const char *address, int timeout_ms,
+                       uint64_t *version)
+{
+    long long until = h_now_ms() + timeout_ms;
+    while (h_now_ms() < until) {
+        ProtobufCMessage *m = NULL;
+        int r = ts_recv(w, &lookaside__v1__server_list__descriptor, &m,
+                        (int)(until - h_now_ms()) + 1);
+        if (r != 1)
+            return 0;
+        Lookaside__V1__ServerList *l = (Lookaside__V1__ServerList *)m;
+        bool ok = !l->heartbeat && want(l, address);
+        if (ok && version)
+            *version = l->version;
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (ok)
+            return 1;
+    }
+    return 0;
+}
+
+static bool has(const Lookaside__V1__ServerList *l, const char *address)
+{
+    return find_backend(l, address) != NULL;
+}
+
+static bool lacks(const Lookaside__V1__ServerList *l, const char *address)
+{
+    return find_backend(l, address) == NULL;
+}
+
+static bool draining(const Lookaside__V1__ServerList *l, const char *address)
+{
+    const Lookaside__V1__Backend *b = find_backend(l, address);
+    return b && b->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING;
+}
+
+static bool serving(const Lookaside__V1__ServerList *l, const char *address)
+{
+    const Lookaside__V1__Backend *b = find_backend(l, address);
+    return b && b->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING && b->weight > 0;
+}
+
+/* GetServerList at addr: is address listed? */
+static bool listed_at(const char *addr, const char *service, const char *address)
+{
+    tclient *c = tc_connect(addr);
+    Lookaside__V1__WatchRequest rq = LOOKASIDE__V1__WATCH_REQUEST__INIT;
+    rq.service = (char *)service;
+    ProtobufCMessage *m = NULL;
+    grpc_status_code code = tc_unary(c, "/lookaside.v1.Balancer/GetServerList", &rq.base,
+                                     &lookaside__v1__server_list__descriptor, &m, NULL, 5000);
+    bool found = code == GRPC_STATUS_OK && m && has((Lookaside__V1__ServerList *)m, address);
+    if (m)
+        protobuf_c_message_free_unpacked(m, NULL);
+    tc_close(c);
+    return found;
+}
+
+static bool wait_listed(const char *addr, const char *service, const char *address,
+                        bool want, int timeout_ms)
+{
+    long long until = h_now_ms() + timeout_ms;
+    do {
+        if (listed_at(addr, service, address) == want)
+            return true;
+        h_sleep_ms(50);
+    } while (h_now_ms() < until);
+    return false;
+}
+
+/* A liblookaside reporter registered at target (waits up to 10 s). */
+static lookaside_reporter *reporter_at(const char *target, const char *service,
+                                       const char *address)
+{
+    lookaside_reporter_options ro;
+    lookaside_reporter_options_init(&ro);
+    ro.lb_target = target;
+    ro.service = service;
+    ro.address = address;
+    lookaside_reporter *rep = NULL;
+    assert_int_equal(lookaside_reporter_create(&ro, &rep), LOOKASIDE_OK);
+    lookaside_reporter_info ri = {0};
+    for (int i = 0; i < 200 && !ri.registered; i++) {
+        h_sleep_ms(50);
+        lookaside_reporter_info_get(rep, &ri);
+    }
+    assert_true(ri.registered);
+    return rep;
+}
+
+/* ---- tests ---- */
+
+/* A backend reporting to replica A reaches a watcher of replica B; a drain
+ * through A's Admin reaches it too; the backend's clean leave at A removes
+ * it at B. */
+static void test_register_and_drain_across_replicas(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    tclient *cb = tc_connect(F.b.addr);
+    tstream *w = watch_open(cb, SVC_A);
+    assert_non_null(w);
+    uint64_t v0 = 0, v1 = 0, v2 = 0;
+    tclient *ca = tc_connect(F.a.addr);
+    long long t0 = h_now_ms();
+    tstream *rep = h_report_registered(ca, SVC_A, "127.0.0.1:9001", "z1", NULL);
+    assert_non_null(rep);
+    long long t_ack = h_now_ms();
+    assert_int_equal(watch_until(w, has, "127.0.0.1:9001", 10000, &v0), 1);
+    long long t_seen = h_now_ms();
+    printf("FIGURE registration at A -> list at a watcher of B: %lld ms (ack after %lld ms)\n",
+           t_seen - t0, t_ack - t0);
+    assert_true(v0 > 1);
+
+    /* Drain through A's Admin: B's watcher sees DRAINING. */
+    Lookaside__V1__SetDrainRequest dr = LOOKASIDE__V1__SET_DRAIN_REQUEST__INIT;
+    dr.service = SVC_A;
+    dr.address = "127.0.0.1:9001";
+    dr.draining = true;
+    assert_int_equal(tc_unary(ca, "/lookaside.v1.Admin/SetDrain", &dr.base,
+                              &lookaside__v1__set_drain_response__descriptor, NULL, NULL, 5000),
+                     GRPC_STATUS_OK);
+    assert_int_equal(watch_until(w, draining, "127.0.0.1:9001", 10000, &v1), 1);
+    assert_true(v1 > v0);
+    dr.draining = false;
+    assert_int_equal(tc_unary(ca, "/lookaside.v1.Admin/SetDrain", &dr.base,
+                              &lookaside__v1__set_drain_response__descriptor, NULL, NULL, 5000),
+                     GRPC_STATUS_OK);
+    assert_int_equal(watch_until(w, serving, "127.0.0.1:9001", 10000, NULL), 1);
+
+    /* The reporter leaves cleanly at A: B drops it. */
+    ts_close_send(rep);
+    assert_int_equal(watch_until(w, lacks, "127.0.0.1:9001", 10000, &v2), 1);
+    assert_true(v2 > v1);
+    ts_destroy(rep);
+    ts_cancel(w);
+    ts_destroy(w);
+    tc_close(ca);
+    tc_close(cb);
+}
+
+/* SIGKILL replica A: its reporter re-registers through B before A's lease
+ * expires, so B's watchers never lose the backend; a liblookaside client
+ * watching A moves to B, keeps its list, and never sees its version go
+ * back. */
+static void test_kill_replica(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    char targets[160];
+    snprintf(targets, sizeof targets, "%s,%s", F.a.addr, F.b.addr);
+
+    lookaside_reporter *rep = reporter_at(targets, SVC_B, "127.0.0.1:9101");
+
+    lookaside_client_options co;
+    lookaside_client_options_init(&co);
+    co.lb_target = targets;
+    lookaside_client *cl = NULL;
+    assert_int_equal(lookaside_client_create(&co, &cl), LOOKASIDE_OK);
+    assert_int_equal(lookaside_client_watch(cl, SVC_B, NULL), LOOKASIDE_OK);
+
+    /* Both replicas list it (A directly, B through etcd). */
+    assert_true(wait_listed(F.a.addr, SVC_B, "127.0.0.1:9101", true, 10000));
+    assert_true(wait_listed(F.b.addr, SVC_B, "127.0.0.1:9101", true, 10000));
+    assert_int_equal(lookaside_client_wait_ready(cl, SVC_B, 10000), LOOKASIDE_OK);
+    lookaside_reporter_info ri;
+    lookaside_reporter_info_get(rep, &ri);
+    uint64_t streams_before = ri.streams;
+
+    tclient *cb = tc_connect(F.b.addr);
+    tstream *w = watch_open(cb, SVC_B);
+    assert_int_equal(watch_until(w, has, "127.0.0.1:9101", 5000, NULL), 1);
+
+    h_kill(&F.a);
+    long long t_kill = h_now_ms();
+    /* Watch B and the client for twice the lease TTL plus margin: the
+     * backend must stay listed at B, and the client's versions must never
+     * decrease. */
+    uint64_t last_v = 0, decreases = 0, samples = 0, empty = 0;
+    int gaps = 0, lists = 0;
+    long long until = t_kill + 2 * 3000 + 3000;
+    while (h_now_ms() < until) {
+        lookaside_service_info si;
+        if (lookaside_client_service_info(cl, SVC_B, &si) == LOOKASIDE_OK) {
+            samples++;
+            if (si.version < last_v)
+                decreases++;
+            if (si.version > last_v)
+                last_v = si.version;
+            if (si.backends == 0)
+                empty++;
+        }
+        ProtobufCMessage *m = NULL;
+        if (ts_recv(w, &lookaside__v1__server_list__descriptor, &m, 20) == 1) {
+            Lookaside__V1__ServerList *l = (Lookaside__V1__ServerList *)m;
+            if (!l->heartbeat) {
+                lists++;
+                if (!has(l, "127.0.0.1:9101"))
+                    gaps++;
+            }
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+    }
+    lookaside_reporter_info_get(rep, &ri);
+    lookaside_service_info si;
+    assert_int_equal(lookaside_client_service_info(cl, SVC_B, &si), LOOKASIDE_OK);
+    printf("FIGURE SIGKILL of replica A: B pushed %d lists, %d without the backend; client: %llu "
+           "samples, %llu version decreases, %llu with an empty list, reconnects %llu, "
+           "reporter streams %llu -> %llu, registered %d\n",
+           lists, gaps, (unsigned long long)samples, (unsigned long long)decreases,
+           (unsigned long long)empty, (unsigned long long)si.reconnects,
+           (unsigned long long)streams_before, (unsigned long long)ri.streams, ri.registered);
+    assert_int_equal(gaps, 0);
+    assert_int_equal(decreases, 0);
+    assert_int_equal(empty, 0);
+    assert_true(ri.registered);
+    assert_true(ri.streams > streams_before);
+    assert_true(si.lb_connected);
+    assert_true(si.backends >= 1);
+    /* A's lease has expired by now: only the re-registration keeps it. */
+    assert_true(listed_at(F.b.addr, SVC_B, "127.0.0.1:9101"));
+
+    ts_cancel(w);
+    ts_destroy(w);
+    tc_close(cb);
+    lookaside_client_destroy(cl);
+    lookaside_reporter_destroy(rep);
+    /* A comes back for the next test (a fresh replica on a new port). */
+    unlink(F.a.log);
+    assert_int_equal(replica_start(&F.a), 0);
+}
+
+/* etcd stopped for a few seconds: both replicas keep serving their lists
+ * (fail static) and keep accepting registrations; when etcd returns they
+ * converge. */
+static void test_etcd_outage(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    lookaside_reporter *x = reporter_at(F.a.addr, SVC_C, "127.0.0.1:9201");
+    assert_true(wait_listed(F.b.addr, SVC_C, "127.0.0.1:9201", true, 10000));
+
+    /* etcd ends on SIGTERM by the signal (status 128+15): either is fine. */
+    assert_true(h_stop(&F.etcd) >= 0);
+    long long t_stop = h_now_ms();
+    /* A registration while etcd is down is still taken (and acknowledged)
+     * by the replica it reaches. */
+    lookaside_reporter *y = reporter_at(F.b.addr, SVC_C, "127.0.0.1:9202");
+    assert_true(wait_listed(F.b.addr, SVC_C, "127.0.0.1:9202", true, 10000));
+    /* Longer than the lease TTL (3 s) and the eviction window (3 report
+     * intervals): nothing is dropped while etcd is away. */
+    int checks = 0;
+    while (h_now_ms() - t_stop < 5000) {
+        assert_true(listed_at(F.a.addr, SVC_C, "127.0.0.1:9201"));
+        assert_true(listed_at(F.b.addr, SVC_C, "127.0.0.1:9201"));
+        assert_true(listed_at(F.b.addr, SVC_C, "127.0.0.1:9202"));
+        checks++;
+        h_sleep_ms(200);
+    }
+    assert_true(checks > 0);
+    long long t_back = h_now_ms();
+    assert_int_equal(etcd_start(), 0);
+    /* Converged: A learns the registration B took during the outage. */
+    assert_true(wait_listed(F.a.addr, SVC_C, "127.0.0.1:9202", true, 15000));
+    printf("FIGURE etcd down %lld ms; the registration taken during the outage reached the "
+           "other replica %lld ms after etcd came back\n",
+           t_back - t_stop, h_now_ms() - t_back);
+    assert_true(listed_at(F.b.addr, SVC_C, "127.0.0.1:9201"));
+
+    /* Graceful leaves after the outage reach the other replica. */
+    assert_int_equal(lookaside_reporter_stop(x, 3000), LOOKASIDE_OK);
+    assert_int_equal(lookaside_reporter_stop(y, 3000), LOOKASIDE_OK);
+    assert_true(wait_listed(F.b.addr, SVC_C, "127.0.0.1:9201", false, 10000));
+    assert_true(wait_listed(F.a.addr, SVC_C, "127.0.0.1:9202", false, 10000));
+    lookaside_reporter_destroy(x);
+    lookaside_reporter_destroy(y);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_register_and_drain_across_replicas),
+        cmocka_unit_test(test_kill_replica),
+        cmocka_unit_test(test_etcd_outage),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
