@@ -28,17 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "abi_compat.h"
 #include "client_priv.h"
 #include "ebr.h"
 #include "log.h"
 #include "util.h"
 
 static _Atomic uint32_t next_pos_slot;
-
-const char *lookaside_version(void)
-{
-    return LOOKASIDE_VERSION;
-}
 
 const char *lookaside_list_source_str(lookaside_list_source s)
 {
@@ -51,19 +47,28 @@ const char *lookaside_list_source_str(lookaside_list_source s)
     return "unknown";
 }
 
-void lookaside_client_options_init(lookaside_client_options *opt)
+void lookaside_client_options_init_sized(lookaside_client_options *opt, size_t size)
 {
-    memset(opt, 0, sizeof *opt);
-    opt->connect_timeout_ms = 3000;
-    opt->backoff_initial_ms = 100;
-    opt->backoff_max_ms = 1000;
-    opt->eject_consecutive_failures = 5;
-    opt->eject_base_ms = 30000;
-    opt->eject_max_ms = 300000;
-    opt->eject_max_percent = 10;
-    opt->zone_min_healthy_percent = 50;
-    opt->fallback_refresh_ms = 30000;
-    opt->max_services = 64;
+    if (opt == NULL)
+        return;
+    lookaside_client_options o;
+    memset(&o, 0, sizeof o);
+    o.connect_timeout_ms = 3000;
+    o.backoff_initial_ms = 100;
+    o.backoff_max_ms = 1000;
+    o.eject_consecutive_failures = 5;
+    o.eject_base_ms = 30000;
+    o.eject_max_ms = 300000;
+    o.eject_max_percent = 10;
+    o.zone_min_healthy_percent = 50;
+    o.fallback_refresh_ms = 30000;
+    o.max_services = 64;
+    la_abi_out(opt, size, &o, sizeof o);
+}
+
+void(lookaside_client_options_init)(lookaside_client_options *opt)
+{
+    lookaside_client_options_init_sized(opt, LA_CLIENT_OPTIONS_V0);
 }
 
 /* ------------------------------------------------------------ loop */
@@ -226,13 +231,24 @@ static void client_free(lookaside_client *c)
 
 #define OR_DEFAULT(v, d) ((v) ? (v) : (d))
 
-lookaside_status lookaside_client_create(const lookaside_client_options *opt,
-                                         lookaside_client **out)
+lookaside_status(lookaside_client_create)(const lookaside_client_options *opt,
+                                          lookaside_client **out)
+{
+    return lookaside_client_create_sized(opt, LA_CLIENT_OPTIONS_V0, out);
+}
+
+lookaside_status lookaside_client_create_sized(const lookaside_client_options *opt_in,
+                                               size_t size, lookaside_client **out)
 {
     if (out == NULL)
         return LOOKASIDE_EINVAL;
     *out = NULL;
-    if (opt == NULL || opt->lb_target == NULL || (opt->zone && !zone_valid(opt->zone)) ||
+    if (opt_in == NULL || size < LA_CLIENT_OPTIONS_V0)
+        return LOOKASIDE_EINVAL;
+    lookaside_client_options full;
+    la_abi_in(&full, sizeof full, opt_in, size);
+    const lookaside_client_options *opt = &full;
+    if (opt->lb_target == NULL || (opt->zone && !zone_valid(opt->zone)) ||
         (opt->client_id && strlen(opt->client_id) > 128))
         return LOOKASIDE_EINVAL;
     lookaside_client *c = calloc(1, sizeof *c);
@@ -298,14 +314,24 @@ la_service *client_find_service(lookaside_client *c, const char *name)
 lookaside_status lookaside_client_watch(lookaside_client *c, const char *service,
                                         const char *fallback_target)
 {
-    if (c == NULL || !name_valid(service))
+    lookaside_service *h;
+    return lookaside_client_watch_service(c, service, fallback_target, &h);
+}
+
+lookaside_status lookaside_client_watch_service(lookaside_client *c, const char *service,
+                                                const char *fallback_target,
+                                                lookaside_service **out)
+{
+    if (c == NULL || !name_valid(service) || out == NULL)
         return LOOKASIDE_EINVAL;
     if (atomic_load(&c->stopping))
         return LOOKASIDE_ESHUTDOWN;
     pthread_mutex_lock(&c->mu);
     size_t n = atomic_load(&c->n_services);
-    if (client_find_service(c, service) != NULL) {
+    la_service *known = client_find_service(c, service);
+    if (known != NULL) {
         pthread_mutex_unlock(&c->mu);
+        *out = (lookaside_service *)known;
         return LOOKASIDE_OK;
     }
     if (n >= c->max_services) {
@@ -327,6 +353,7 @@ lookaside_status lookaside_client_watch(lookaside_client *c, const char *service
     atomic_store_explicit(&c->n_services, n + 1, memory_order_release);
     pthread_mutex_unlock(&c->mu);
     bgloop_wake(c->loop);
+    *out = (lookaside_service *)svc;
     return LOOKASIDE_OK;
 }
 
@@ -366,19 +393,32 @@ lookaside_status lookaside_pick(lookaside_client *c, const char *service,
     la_service *svc = client_find_service(c, service);
     if (svc == NULL)
         return LOOKASIDE_ENOTFOUND;
+    return lookaside_pick_service((lookaside_service *)svc, out);
+}
+
+lookaside_status lookaside_pick_service(lookaside_service *handle, struct lookaside_pick *out)
+{
+    if (handle == NULL || out == NULL)
+        return LOOKASIDE_EINVAL;
+    la_service *svc = (la_service *)handle;
     struct ebr_rec *r = ebr_enter();
     pick_snap *s = atomic_load_explicit(&svc->snap, memory_order_seq_cst);
     if (s == NULL) {
         ebr_exit(r);
         return LOOKASIDE_EUNAVAIL;
     }
-    la_backend *b = pick_next(s, &r->pos[svc->pos_slot]);
-    pick_count(b, r);
+    if (__builtin_expect(r->rng == 0, 0))
+        r->rng = 0x9e3779b97f4a7c15ULL * (r->index + 1) | 1;
+    unsigned k = pick_stripe(r);
+    la_backend *b = pick_next(s, &r->pos[svc->pos_slot], &r->rng, k);
+    pick_count(b, k);
     ebr_exit(r);
-    /* b stays alive past the section: it is counted in flight. */
+    /* b stays alive past the section: it is counted in flight. Backends
+     * are LA_HOT_ALIGN-aligned, so the stripe fits in the handle's low
+     * bits (pick_done ends the call where it was counted). */
     out->channel = b->channel;
     out->address = b->is_fallback ? svc->fallback_target : b->addr;
-    out->internal_ = b;
+    out->internal_ = (void *)((uintptr_t)b | k);
     return LOOKASIDE_OK;
 }
 
@@ -387,7 +427,9 @@ void lookaside_pick_done(lookaside_client *c, struct lookaside_pick *pick,
 {
     if (c == NULL || pick == NULL || pick->internal_ == NULL)
         return;
-    la_backend *b = pick->internal_;
+    uintptr_t h = (uintptr_t)pick->internal_;
+    la_backend *b = (la_backend *)(h & ~(uintptr_t)(LA_HOT_ALIGN - 1));
+    unsigned k = (unsigned)(h & (LA_HOT_ALIGN - 1));
     pick->internal_ = NULL;
     pick->channel = NULL;
     pick->address = NULL;
@@ -425,19 +467,26 @@ void lookaside_pick_done(lookaside_client *c, struct lookaside_pick *pick,
         atomic_store_explicit(&b->consec_fail, 0, memory_order_relaxed);
     }
     /* The last touch of b: after this the background thread may free it. */
-    atomic_fetch_sub_explicit(&st->in_flight, 1, memory_order_release);
+    atomic_fetch_sub_explicit(&b->stripes[k].in_flight, 1, memory_order_release);
     if (wake)
         bgloop_wake(c->loop);
 }
 
-lookaside_status lookaside_client_service_info(lookaside_client *c, const char *service,
-                                               lookaside_service_info *out)
+lookaside_status(lookaside_client_service_info)(lookaside_client *c, const char *service,
+                                                lookaside_service_info *out)
 {
-    if (c == NULL || service == NULL || out == NULL)
+    return lookaside_client_service_info_sized(c, service, out, LA_SERVICE_INFO_V0);
+}
+
+lookaside_status lookaside_client_service_info_sized(lookaside_client *c, const char *service,
+                                                     lookaside_service_info *user, size_t size)
+{
+    if (c == NULL || service == NULL || user == NULL || size < LA_SERVICE_INFO_V0)
         return LOOKASIDE_EINVAL;
     la_service *svc = client_find_service(c, service);
     if (svc == NULL)
         return LOOKASIDE_ENOTFOUND;
+    lookaside_service_info full, *out = &full;
     memset(out, 0, sizeof *out);
     int64_t now = clock_mono_ms();
     pthread_mutex_lock(&c->mu);
@@ -449,12 +498,16 @@ lookaside_status lookaside_client_service_info(lookaside_client *c, const char *
     out->lb_connected = svc->lb_connected;
     out->backends = (uint32_t)svc->n;
     out->pickable = svc->pickable;
-    for (size_t i = 0; i < svc->n; i++)
+    for (size_t i = 0; i < svc->n; i++) {
         out->ejected += svc->list[i]->ejected;
+        out->held += svc->list[i]->held;
+    }
     out->zone_local = svc->zone_local;
     out->lists_received = svc->lists;
     out->reconnects = svc->reconnects;
+    out->heartbeats = svc->heartbeats;
     pthread_mutex_unlock(&c->mu);
+    memcpy(user, out, la_abi_min(size, sizeof *out));
     return LOOKASIDE_OK;
 }
 
@@ -471,21 +524,36 @@ static void fill_backend_info(la_backend *b, lookaside_backend_info *o)
     o->connectivity = b->conn;
     o->in_flight = backend_in_flight(b);
     backend_totals(b, &o->calls, &o->failures, &o->latency_us_total);
+    o->held = b->held;
+    o->down = atomic_load_explicit(&b->down, memory_order_relaxed);
 }
 
-lookaside_status lookaside_client_backends(lookaside_client *c, const char *service,
-                                           lookaside_backend_info *out, size_t cap, size_t *n)
+lookaside_status(lookaside_client_backends)(lookaside_client *c, const char *service,
+                                            lookaside_backend_info *out, size_t cap, size_t *n)
 {
-    if (c == NULL || service == NULL || n == NULL || (cap > 0 && out == NULL))
+    return lookaside_client_backends_sized(c, service, out, cap, n, LA_BACKEND_INFO_V0);
+}
+
+lookaside_status lookaside_client_backends_sized(lookaside_client *c, const char *service,
+                                                 lookaside_backend_info *out, size_t cap,
+                                                 size_t *n, size_t size)
+{
+    if (c == NULL || service == NULL || n == NULL || (cap > 0 && out == NULL) ||
+        size < LA_BACKEND_INFO_V0)
         return LOOKASIDE_EINVAL;
     la_service *svc = client_find_service(c, service);
     if (svc == NULL)
         return LOOKASIDE_ENOTFOUND;
     pthread_mutex_lock(&c->mu);
     size_t k = 0;
-    for (size_t i = 0; i < svc->n; i++, k++)
-        if (k < cap)
-            fill_backend_info(svc->list[i], &out[k]);
+    for (size_t i = 0; i < svc->n; i++, k++) {
+        if (k >= cap)
+            continue;
+        /* The caller's array has elements of its own size. */
+        lookaside_backend_info full;
+        fill_backend_info(svc->list[i], &full);
+        memcpy((char *)out + k * size, &full, la_abi_min(size, sizeof full));
+    }
     /* The fallback channel is read by the loop thread only while it may be
      * swapped; report it through the service source instead. */
     *n = k;

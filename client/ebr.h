@@ -45,6 +45,7 @@ struct ebr_rec {
     struct ebr_rec *next;    /* immutable once published */
     /* Only the owning thread touches these; lines of their own. */
     uint32_t pos[EBR_POS_SLOTS] __attribute__((aligned(128)));
+    uint64_t rng; /* xorshift state for picks' second candidate; 0: unseeded */
 } __attribute__((aligned(128))); /* 128: CPUs prefetch line pairs */
 
 extern _Atomic uint64_t ebr_epoch;

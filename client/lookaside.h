@@ -134,7 +134,26 @@
  * args. lookaside_tls_credentials_create() builds TLS credentials from PEM
  * files.
  *
- * Logging: warnings go to stderr as one-line records (common/log.h format). */
+ * Logging: records of level INFO and above go to stderr as one-line records
+ * by default; lookaside_log_set() changes the level and/or hands records to
+ * the application instead.
+ *
+ * ABI RULE. The shared library's ABI changes only by addition: public
+ * structs only ever gain members at their end, functions are only added,
+ * and nothing is removed or changes meaning. Structs the application
+ * allocates are passed together with their size: the names
+ * lookaside_client_options_init, lookaside_client_create,
+ * lookaside_reporter_options_init, lookaside_reporter_create,
+ * lookaside_client_service_info, lookaside_client_backends and
+ * lookaside_reporter_info_get are macros that pass sizeof to the *_sized
+ * functions. The library reads and writes only the first size bytes, and
+ * members the application's struct lacks take their defaults. So a program
+ * built against an older lookaside.h keeps working with a newer .so (the
+ * 0.1.0 names without a size are still exported and mean the 0.1.0 sizes),
+ * and the SOVERSION changes only if this rule is ever broken. Handles
+ * (lookaside_client, lookaside_reporter, lookaside_service) are opaque;
+ * struct lookaside_pick is fixed. LOOKASIDE_VERSION_* say which header a
+ * program was built with, lookaside_version() which library it runs on. */
 #ifndef LOOKASIDE_H
 #define LOOKASIDE_H
 
@@ -151,8 +170,40 @@
 extern "C" {
 #endif
 
+/* The version of this header; the library's is lookaside_version(). */
+#define LOOKASIDE_VERSION_MAJOR 0
+#define LOOKASIDE_VERSION_MINOR 1
+#define LOOKASIDE_VERSION_PATCH 0
+#define LOOKASIDE_VERSION_STR "0.1.0"
+/* e.g. #if LOOKASIDE_VERSION_NUMBER >= 0x000100 */
+#define LOOKASIDE_VERSION_NUMBER                                                  \
+    ((LOOKASIDE_VERSION_MAJOR << 16) | (LOOKASIDE_VERSION_MINOR << 8) |           \
+     LOOKASIDE_VERSION_PATCH)
+
 /* Version of the library, e.g. "0.1.0". Static string. Thread-safe. */
 const char *lookaside_version(void);
+
+typedef enum lookaside_log_level {
+    LOOKASIDE_LOG_DEBUG = 0,
+    LOOKASIDE_LOG_INFO = 1,
+    LOOKASIDE_LOG_WARN = 2,
+    LOOKASIDE_LOG_ERROR = 3,
+    LOOKASIDE_LOG_OFF = 4
+} lookaside_log_level;
+
+/* Receives one log record: its level, the library's module ("client",
+ * "reporter", ...) and the message (one line, NUL-terminated, valid during
+ * the call; repeated records of one kind are rate-limited and summarised).
+ * Records arrive one at a time, from any of the library's or the
+ * application's threads; fn must not call liblookaside. */
+typedef void (*lookaside_log_fn)(void *arg, lookaside_log_level level, const char *module,
+                                 const char *message);
+
+/* Sets the lowest level the library logs (default LOOKASIDE_LOG_INFO;
+ * records below it are not even formatted) and where records go: fn (with
+ * arg), or stderr when fn is NULL. Process-wide (the library has one
+ * logger); best called before creating clients or reporters. Any thread. */
+void lookaside_log_set(lookaside_log_level level, lookaside_log_fn fn, void *arg);
 
 /* ====================================================================== client */
 
@@ -206,17 +257,23 @@ typedef struct lookaside_client_options {
 } lookaside_client_options;
 
 /* Fills *opt with zeros and the defaults above (lb_target stays NULL).
- * Zero fields passed to lookaside_client_create also mean "default". */
-void lookaside_client_options_init(lookaside_client_options *opt);
+ * Zero fields passed to lookaside_client_create also mean "default".
+ * (A macro: see the ABI rule at the top.) */
+#define lookaside_client_options_init(opt) \
+    lookaside_client_options_init_sized((opt), sizeof *(opt))
+void lookaside_client_options_init_sized(lookaside_client_options *opt, size_t size);
 
 /* Creates a client and starts its background thread. It does not contact the
  * balancer until a service is watched. All strings in *opt are copied.
  * Returns LOOKASIDE_EINVAL (no lb_target, an invalid zone or an empty
  * target in the list), LOOKASIDE_ENOMEM, or LOOKASIDE_EINTERNAL (the thread
  * could not start). *out is owned by the caller: lookaside_client_destroy.
- * Any thread. */
-lookaside_status lookaside_client_create(const lookaside_client_options *opt,
-                                         lookaside_client **out);
+ * Any thread. (A macro: see the ABI rule; a size below the 0.1.0 struct is
+ * LOOKASIDE_EINVAL.) */
+#define lookaside_client_create(opt, out) \
+    lookaside_client_create_sized((opt), sizeof *(opt), (out))
+lookaside_status lookaside_client_create_sized(const lookaside_client_options *opt, size_t size,
+                                               lookaside_client **out);
 
 /* Starts watching service (DNS-name syntax, 1..253 bytes) on the balancer.
  * fallback_target (a gRPC target such as "dns:///web:5000", copied) is used
@@ -228,6 +285,16 @@ lookaside_status lookaside_client_create(const lookaside_client_options *opt,
  * Any thread. */
 lookaside_status lookaside_client_watch(lookaside_client *c, const char *service,
                                         const char *fallback_target);
+
+/* A watched service, for picks without a lookup by name. Owned by the
+ * client: valid until lookaside_client_destroy. */
+typedef struct lookaside_service lookaside_service;
+
+/* lookaside_client_watch, also returning the service's handle in *out
+ * (also when the service was already watched). */
+lookaside_status lookaside_client_watch_service(lookaside_client *c, const char *service,
+                                                const char *fallback_target,
+                                                lookaside_service **out);
 
 /* Blocks until service has something to pick (a list from the balancer or
  * the fallback channel) or timeout_ms passes. LOOKASIDE_OK,
@@ -259,6 +326,11 @@ struct lookaside_pick {
  * empty); LOOKASIDE_EINVAL for NULL arguments. Any thread, concurrently. */
 lookaside_status lookaside_pick(lookaside_client *c, const char *service,
                                 struct lookaside_pick *out);
+
+/* lookaside_pick on a handle from lookaside_client_watch_service: the same
+ * without finding the service by name (a little cheaper with many
+ * services). End it with lookaside_pick_done as usual. */
+lookaside_status lookaside_pick_service(lookaside_service *s, struct lookaside_pick *out);
 
 /* Ends a pick: status is how the call ended (UNAVAILABLE, UNIMPLEMENTED,
  * INTERNAL, UNKNOWN and DATA_LOSS count towards outlier ejection, any other
@@ -293,14 +365,20 @@ typedef struct lookaside_service_info {
     uint32_t pickable;        /* backends picks go to right now */
     uint32_t ejected;         /* backends ejected as outliers */
     bool zone_local;          /* picks are restricted to the client's zone */
-    uint64_t lists_received;  /* ServerList messages received */
+    uint64_t lists_received;  /* ServerList messages received (not heartbeats) */
     uint64_t reconnects;      /* Watch streams started after the first */
+    /* Added after 0.1.0's first release (see the ABI rule): */
+    uint64_t heartbeats;      /* heartbeats that confirmed the list in use */
+    uint32_t held;            /* backends kept by self-preservation */
 } lookaside_service_info;
 
 /* Describes service's current list. LOOKASIDE_OK, LOOKASIDE_ENOTFOUND (not
- * watched), LOOKASIDE_EINVAL. Takes the client's mutex briefly. Any thread. */
-lookaside_status lookaside_client_service_info(lookaside_client *c, const char *service,
-                                               lookaside_service_info *out);
+ * watched), LOOKASIDE_EINVAL. Takes the client's mutex briefly. Any thread.
+ * (A macro: see the ABI rule.) */
+#define lookaside_client_service_info(c, service, out) \
+    lookaside_client_service_info_sized((c), (service), (out), sizeof *(out))
+lookaside_status lookaside_client_service_info_sized(lookaside_client *c, const char *service,
+                                                     lookaside_service_info *out, size_t size);
 
 typedef struct lookaside_backend_info {
     char address[56];
@@ -316,15 +394,22 @@ typedef struct lookaside_backend_info {
     uint64_t failures;          /* of which ended with a fault status (see
                                    outlier ejection) */
     uint64_t latency_us_total;  /* sum of the latencies given to pick_done */
+    /* Added after 0.1.0's first release (see the ABI rule): */
+    bool held;                  /* kept by self-preservation */
+    bool down;                  /* its connection broke; not picked until back */
 } lookaside_backend_info;
 
 /* Copies up to cap backends of service's current list into out and sets *n
  * to the number of backends in the list (which may exceed cap). The fallback
  * channel is not a listed backend (see lookaside_service_info.source).
  * Takes the client's mutex briefly. Any thread.
- * LOOKASIDE_OK, LOOKASIDE_ENOTFOUND, LOOKASIDE_EINVAL. */
-lookaside_status lookaside_client_backends(lookaside_client *c, const char *service,
-                                           lookaside_backend_info *out, size_t cap, size_t *n);
+ * LOOKASIDE_OK, LOOKASIDE_ENOTFOUND, LOOKASIDE_EINVAL. (A macro: see the ABI
+ * rule; the array's stride is sizeof *out.) */
+#define lookaside_client_backends(c, service, out, cap, n) \
+    lookaside_client_backends_sized((c), (service), (out), (cap), (n), sizeof *(out))
+lookaside_status lookaside_client_backends_sized(lookaside_client *c, const char *service,
+                                                 lookaside_backend_info *out, size_t cap,
+                                                 size_t *n, size_t size);
 
 /* Stops the background thread, closes every channel and frees the client.
  * Every pick must have been ended with lookaside_pick_done() and no other
@@ -392,8 +477,11 @@ typedef struct lookaside_reporter_options {
     const grpc_channel_args *balancer_args;
 } lookaside_reporter_options;
 
-/* Fills *opt with zeros and the defaults above. */
-void lookaside_reporter_options_init(lookaside_reporter_options *opt);
+/* Fills *opt with zeros and the defaults above. (A macro: see the ABI
+ * rule.) */
+#define lookaside_reporter_options_init(opt) \
+    lookaside_reporter_options_init_sized((opt), sizeof *(opt))
+void lookaside_reporter_options_init_sized(lookaside_reporter_options *opt, size_t size);
 
 /* Creates a reporter and starts its thread, which connects to the balancer,
  * registers (service, address, zone, credential) and then sends load at the
@@ -401,9 +489,12 @@ void lookaside_reporter_options_init(lookaside_reporter_options *opt);
  * with backoff and jitter whenever the stream ends. Strings are copied.
  * LOOKASIDE_EINVAL (missing or malformed service, address, zone, or a
  * credential over 256 bytes), LOOKASIDE_ENOMEM, LOOKASIDE_EINTERNAL.
- * *out is owned by the caller: lookaside_reporter_destroy. Any thread. */
-lookaside_status lookaside_reporter_create(const lookaside_reporter_options *opt,
-                                           lookaside_reporter **out);
+ * *out is owned by the caller: lookaside_reporter_destroy. Any thread.
+ * (A macro: see the ABI rule.) */
+#define lookaside_reporter_create(opt, out) \
+    lookaside_reporter_create_sized((opt), sizeof *(opt), (out))
+lookaside_status lookaside_reporter_create_sized(const lookaside_reporter_options *opt,
+                                                 size_t size, lookaside_reporter **out);
 
 /* Sets figures the application measures itself (copied; see lookaside_load
  * for what zero means). They are sent with every later report until changed.
@@ -434,8 +525,12 @@ typedef struct lookaside_reporter_info {
     bool draining;            /* the balancer acknowledged a drain */
 } lookaside_reporter_info;
 
-/* Snapshot of the reporter's state. Any thread. */
-void lookaside_reporter_info_get(lookaside_reporter *r, lookaside_reporter_info *out);
+/* Snapshot of the reporter's state. Any thread. (A macro: see the ABI
+ * rule.) */
+#define lookaside_reporter_info_get(r, out) \
+    lookaside_reporter_info_get_sized((r), (out), sizeof *(out))
+void lookaside_reporter_info_get_sized(lookaside_reporter *r, lookaside_reporter_info *out,
+                                       size_t size);
 
 /* Graceful exit: sends Drain{draining=true}, waits until the balancer's ack
  * counts it (ReportAck.accepted), then half-closes the stream; the reporter

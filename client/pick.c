@@ -57,14 +57,14 @@ size_t pick_table_len(size_t n)
 
 static pick_snap *snap_alloc(uint32_t n, uint32_t len)
 {
-    size_t sz = sizeof(pick_snap) + n * sizeof(la_backend *) + len * sizeof(uint16_t);
+    size_t sz = sizeof(pick_snap) + len * sizeof(pick_slot) + n * sizeof(la_backend *);
     pick_snap *s = calloc(1, sz);
     if (s == NULL)
         return NULL;
     s->n = n;
     s->len = len;
-    s->backends = (la_backend **)(s + 1);
-    s->table = (uint16_t *)(s->backends + n);
+    s->table = (pick_slot *)(s + 1);
+    s->backends = (la_backend **)(s->table + len);
     return s;
 }
 
@@ -79,7 +79,8 @@ lookaside_status pick_snap_single(la_backend *b, pick_snap **out)
     if (s == NULL)
         return LOOKASIDE_ENOMEM;
     s->backends[0] = b;
-    s->table[0] = 0;
+    s->table[0].b = b;
+    s->table[0].w = 1;
     *out = s;
     return LOOKASIDE_OK;
 }
@@ -94,7 +95,7 @@ la_backend *pick_skip_down(const pick_snap *s, uint32_t *pos, la_backend *b)
         if (p >= s->len)
             p %= s->len;
         *pos = p + 1;
-        la_backend *c = s->backends[s->table[p]];
+        la_backend *c = s->table[p].b;
         if (!atomic_load_explicit(&c->down, memory_order_relaxed))
             return c;
     }
@@ -211,7 +212,7 @@ lookaside_status pick_snap_build(la_backend *const *list, size_t n, const pick_p
                     set[i]->pickable = true;
                 }
                 for (size_t i = 0; i < len; i++)
-                    s->table[i] = (uint16_t)seq[i];
+                    s->table[i] = (pick_slot){set[seq[i]], w[seq[i]]};
                 s->zone_local = local;
                 s->degraded = degraded;
                 *out = s;

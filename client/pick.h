@@ -23,8 +23,9 @@
 
 /* Per-backend counters are striped by thread so that two threads picking the
  * same backend do not fight over one cache line. in_flight is the sum over
- * stripes (a stripe alone may go negative when a call ends on another thread
- * than it started on). Stripes are 128 bytes apart: CPUs prefetch cache lines
+ * stripes; a call is counted in flight on the stripe of the thread that
+ * picked it and ended on that same stripe (the pick handle carries it), so
+ * a stripe's in_flight is what its threads have in flight. Stripes are 128 bytes apart: CPUs prefetch cache lines
  * in adjacent pairs, so 64 would still let neighbours interfere. */
 #define LA_STRIPES 8
 #define LA_HOT_ALIGN 128
@@ -93,12 +94,19 @@ static inline bool conn_failed(grpc_connectivity_state s)
     return s == GRPC_CHANNEL_TRANSIENT_FAILURE || s == GRPC_CHANNEL_SHUTDOWN;
 }
 
+/* One entry of a snapshot's table: the backend and its weight side by side,
+ * so that a candidate costs one load before its counters. */
+typedef struct pick_slot {
+    la_backend *b;
+    uint64_t w; /* weight when the snapshot was built */
+} pick_slot;
+
 /* An immutable pick snapshot. One allocation: header, backends, table. */
 typedef struct pick_snap {
     uint32_t n;              /* backends in the snapshot, >= 1 */
     uint32_t len;            /* table length, >= 1 */
     la_backend **backends;
-    uint16_t *table;         /* indices into backends, smooth-WRR order */
+    pick_slot *table;        /* smooth-WRR order */
     bool zone_local;         /* restricted to the client's zone */
     bool degraded;           /* no healthy backend: picking among failed ones */
     /* Background thread: retirement. */
@@ -131,24 +139,64 @@ void pick_snap_free(pick_snap *s);
  * walk), or b when every one looked at is down. */
 la_backend *pick_skip_down(const pick_snap *s, uint32_t *pos, la_backend *b);
 
-/* The pick itself: walks the table from *pos (a per-thread position). */
-static inline la_backend *pick_next(const pick_snap *s, uint32_t *pos)
+/* The stripe a thread counts its picks on. */
+static inline unsigned pick_stripe(const struct ebr_rec *r)
+{
+    return r->index % LA_STRIPES;
+}
+
+/* Calls picked on stripe k and not yet done (never negative: pick_done
+ * ends a call on the stripe it was picked on). */
+static inline uint64_t stripe_in_flight(const la_backend *b, unsigned k)
+{
+    int64_t v = atomic_load_explicit(&b->stripes[k].in_flight, memory_order_relaxed);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+/* The pick itself, weighted power of two choices: the first candidate is
+ * the next entry of the smooth-WRR table from *pos (a per-thread position),
+ * the second a random entry (*rng, a per-thread xorshift state) - both
+ * drawn by weight. The second wins only when it has strictly fewer calls in
+ * flight relative to its weight (in2 / w2 < in1 / w1), so with nothing in
+ * flight the shares are exactly the weights, and under load a backend that
+ * is slow to answer (calls pile up) gets less than its weight at once,
+ * before the balancer's weights say so. In-flight counts are those picked
+ * on the calling thread's stripe k: exact for a thread that makes all the
+ * calls, a per-thread sample otherwise, and local to the thread's cache. */
+static inline la_backend *pick_next(const pick_snap *s, uint32_t *pos, uint64_t *rng, unsigned k)
 {
     uint32_t p = *pos;
     if (p >= s->len)
         p %= s->len;
     *pos = p + 1;
-    la_backend *b = s->backends[s->table[p]];
+    const pick_slot *e = &s->table[p];
+    la_backend *b = e->b;
     if (__builtin_expect(atomic_load_explicit(&b->down, memory_order_relaxed), 0))
         return pick_skip_down(s, pos, b);
-    return b;
+    if (s->n < 2)
+        return b;
+    uint64_t x = *rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *rng = x;
+    uint64_t ib = stripe_in_flight(b, k);
+    if (ib == 0)
+        return b; /* nothing in flight: it cannot lose */
+    const pick_slot *f = &s->table[(uint32_t)(((x >> 32) * (uint64_t)s->len) >> 32)];
+    la_backend *c = f->b;
+    uint64_t ic = stripe_in_flight(c, k);
+    /* Branch-free: the outcome is close to random, a branch would often be
+     * mispredicted. The same backend twice compares equal and keeps b. */
+    bool take = (ic * e->w < ib * f->w) & !atomic_load_explicit(&c->down, memory_order_relaxed);
+    uintptr_t m = (uintptr_t)0 - (uintptr_t)take;
+    return (la_backend *)(((uintptr_t)c & m) | ((uintptr_t)b & ~m));
 }
 
-/* Counts a pick on the calling thread's stripe. */
-static inline void pick_count(la_backend *b, const struct ebr_rec *r)
+/* Counts a pick on stripe k (pick_stripe of the picking thread). */
+static inline void pick_count(la_backend *b, unsigned k)
 {
-    atomic_fetch_add_explicit(&b->stripes[r->index % LA_STRIPES].in_flight, 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->stripes[k].in_flight, 1, memory_order_relaxed);
 }
 
 /* What the background thread has unpublished and frees once safe: a

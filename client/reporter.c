@@ -9,6 +9,8 @@
  * wishes under r->mu (set_load, set_draining, stop) and wake the thread. */
 #include "lookaside.h"
 
+#include "abi_compat.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -79,11 +81,20 @@ struct lookaside_reporter {
     lookaside_reporter_info info;
 };
 
-void lookaside_reporter_options_init(lookaside_reporter_options *opt)
+void lookaside_reporter_options_init_sized(lookaside_reporter_options *opt, size_t size)
 {
-    memset(opt, 0, sizeof *opt);
-    opt->backoff_initial_ms = 100;
-    opt->backoff_max_ms = 1000;
+    if (opt == NULL)
+        return;
+    lookaside_reporter_options o;
+    memset(&o, 0, sizeof o);
+    o.backoff_initial_ms = 100;
+    o.backoff_max_ms = 1000;
+    la_abi_out(opt, size, &o, sizeof o);
+}
+
+void(lookaside_reporter_options_init)(lookaside_reporter_options *opt)
+{
+    lookaside_reporter_options_init_sized(opt, LA_REPORTER_OPTIONS_V0);
 }
 
 static void abs_deadline(uint32_t timeout_ms, struct timespec *ts)
@@ -379,14 +390,25 @@ static void reporter_free(lookaside_reporter *r)
 }
 
 
-lookaside_status lookaside_reporter_create(const lookaside_reporter_options *opt,
-                                           lookaside_reporter **out)
+lookaside_status(lookaside_reporter_create)(const lookaside_reporter_options *opt,
+                                            lookaside_reporter **out)
+{
+    return lookaside_reporter_create_sized(opt, LA_REPORTER_OPTIONS_V0, out);
+}
+
+lookaside_status lookaside_reporter_create_sized(const lookaside_reporter_options *opt_in,
+                                                 size_t size, lookaside_reporter **out)
 {
     if (out == NULL)
         return LOOKASIDE_EINVAL;
     *out = NULL;
+    if (opt_in == NULL || size < LA_REPORTER_OPTIONS_V0)
+        return LOOKASIDE_EINVAL;
+    lookaside_reporter_options full;
+    la_abi_in(&full, sizeof full, opt_in, size);
+    const lookaside_reporter_options *opt = &full;
     la_addr a;
-    if (opt == NULL || opt->lb_target == NULL || !name_valid(opt->service) ||
+    if (opt->lb_target == NULL || !name_valid(opt->service) ||
         addr_parse(opt->address, &a) != LOOKASIDE_OK || (opt->zone && !zone_valid(opt->zone)) ||
         (opt->credential && strlen(opt->credential) > 256))
         return LOOKASIDE_EINVAL;
@@ -474,13 +496,20 @@ void lookaside_reporter_set_draining(lookaside_reporter *r, bool draining)
         bgloop_wake(r->loop);
 }
 
-void lookaside_reporter_info_get(lookaside_reporter *r, lookaside_reporter_info *out)
+void(lookaside_reporter_info_get)(lookaside_reporter *r, lookaside_reporter_info *out)
+{
+    lookaside_reporter_info_get_sized(r, out, LA_REPORTER_INFO_V0);
+}
+
+void lookaside_reporter_info_get_sized(lookaside_reporter *r, lookaside_reporter_info *out,
+                                       size_t size)
 {
     if (r == NULL || out == NULL)
         return;
     pthread_mutex_lock(&r->mu);
-    *out = r->info;
+    lookaside_reporter_info info = r->info;
     pthread_mutex_unlock(&r->mu);
+    memcpy(out, &info, la_abi_min(size, sizeof info));
 }
 
 lookaside_status lookaside_reporter_stop(lookaside_reporter *r, uint32_t timeout_ms)

@@ -35,6 +35,16 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static site g_sites[SITE_SLOTS];
 static int64_t g_swept = -1;
 static int64_t (*g_clock)(void);
+static log_sink_fn g_sink; /* under g_mu */
+static void *g_sink_arg;
+
+void log_set_sink(log_sink_fn fn, void *arg)
+{
+    pthread_mutex_lock(&g_mu);
+    g_sink = fn;
+    g_sink_arg = arg;
+    pthread_mutex_unlock(&g_mu);
+}
 
 void log_set_level(enum log_level lvl) { atomic_store(&g_level, (int)lvl); }
 enum log_level log_get_level(void) { return (enum log_level)atomic_load(&g_level); }
@@ -173,6 +183,10 @@ static void emit(enum log_level lvl, const char *module, const char *msg, const 
                  unsigned long long suppressed)
 {
     static const char *const tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+    if (g_sink != NULL) { /* an embedding application takes the record */
+        g_sink(g_sink_arg, lvl, module, msg);
+        return;
+    }
     rec r;
     r.n = 0;
     if (atomic_load(&g_format) == LA_LOG_JSON) {

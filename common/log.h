@@ -55,6 +55,15 @@ void log_msg(enum log_level lvl, const char *module, const char *fmt, ...)
 void log_msg_key(const void *key, enum log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Hands every record (after the level check and the rate limit) to fn
+ * instead of writing it: level, module and the formatted message (a
+ * rate-limit summary arrives as its text). fn runs under the logger's
+ * mutex, so records arrive one at a time and in order; it must not log.
+ * NULL restores writing to the descriptor. For liblookaside's log
+ * callback. */
+typedef void (*log_sink_fn)(void *arg, enum log_level lvl, const char *module, const char *msg);
+void log_set_sink(log_sink_fn fn, void *arg);
+
 /* Test hooks: the descriptor records go to (default 2) and the monotonic
  * millisecond clock the rate limit uses (NULL restores the real one). */
 void log_set_fd(int fd);

@@ -45,8 +45,9 @@ static void count_picks(const pick_snap *s, la_backend **v, size_t n, size_t *co
 {
     memset(counts, 0, n * sizeof *counts);
     uint32_t pos = 12345; /* arbitrary start: any offset keeps the proportions */
+    uint64_t rng = 88172645463325252ULL;
     for (int k = 0; k < picks; k++) {
-        la_backend *b = pick_next(s, &pos);
+        la_backend *b = pick_next(s, &pos, &rng, 0);
         size_t i;
         for (i = 0; i < n; i++)
             if (v[i] == b)
@@ -100,10 +101,11 @@ static void test_distribution(void **st)
         assert_int_equal(counts[i], PICKS / 10 * (i + 1));
     /* Smooth: the heaviest never comes more than twice in a row here. */
     uint32_t pos = 0;
+    uint64_t rng = 1;
     int run = 0, max_run = 0;
     la_backend *prev = NULL;
     for (int k = 0; k < 1000; k++) {
-        la_backend *b = pick_next(s, &pos);
+        la_backend *b = pick_next(s, &pos, &rng, 0);
         run = b == prev ? run + 1 : 1;
         prev = b;
         if (run > max_run)
@@ -157,6 +159,42 @@ static void test_add_remove(void **st)
     assert_int_equal(pick_snap_build(v, 0, &no_zone, &s), LOOKASIDE_OK);
     assert_null(s);
     free_all(v, 6);
+}
+
+/* Weighted power of two choices: with nothing in flight (every test
+ * above) or in flight in proportion to weight, the shares are the weights;
+ * a backend with more in flight than its weight warrants gets less. */
+static void test_p2c(void **st)
+{
+    (void)st;
+    la_backend *v[2] = {mk(0, 300, NULL), mk(1, 100, NULL)};
+    pick_snap *s;
+    assert_int_equal(pick_snap_build(v, 2, &no_zone, &s), LOOKASIDE_OK);
+    size_t counts[2];
+    atomic_store(&v[0]->stripes[0].in_flight, 3);
+    atomic_store(&v[1]->stripes[0].in_flight, 1);
+    count_picks(s, v, 2, counts, PICKS);
+    uint32_t w[2] = {300, 100};
+    assert_shares(counts, w, 2, PICKS);
+    /* The heavy one is slow: 30 in flight. It keeps only the picks where
+     * both candidates are itself: 0.75 x 0.75. */
+    atomic_store(&v[0]->stripes[0].in_flight, 30);
+    count_picks(s, v, 2, counts, PICKS);
+    double share = (double)counts[0] / PICKS;
+    assert_true(share > 0.55 && share < 0.58);
+    /* Another thread's stripe does not count for this one. */
+    atomic_store(&v[0]->stripes[0].in_flight, 3);
+    atomic_store(&v[0]->stripes[1].in_flight, 1000);
+    count_picks(s, v, 2, counts, PICKS);
+    assert_shares(counts, w, 2, PICKS);
+    /* A down backend is never chosen, as first candidate or second (even
+     * with fewer calls in flight). */
+    atomic_store(&v[0]->stripes[0].in_flight, 30);
+    atomic_store(&v[1]->down, true);
+    count_picks(s, v, 2, counts, PICKS);
+    assert_int_equal(counts[1], 0);
+    pick_snap_free(s);
+    free_all(v, 2);
 }
 
 /* A backend whose connection broke (down) is skipped by picks on the
@@ -422,7 +460,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distribution), cmocka_unit_test(test_add_remove),
         cmocka_unit_test(test_exclusions),   cmocka_unit_test(test_zone),
-        cmocka_unit_test(test_down),         cmocka_unit_test(test_eject_failure_percentage),
+        cmocka_unit_test(test_down),         cmocka_unit_test(test_p2c),         cmocka_unit_test(test_eject_failure_percentage),
         cmocka_unit_test(test_eject),        cmocka_unit_test(test_table_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

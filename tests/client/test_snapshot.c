@@ -50,7 +50,7 @@ static void *reader(void *arg)
 {
     (void)arg;
     la_backend *held[HOLD] = {0};
-    uint64_t n = 0;
+    uint64_t n = 0, rng = 88172645463325252ULL;
     while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
         struct ebr_rec *r = ebr_enter();
         pick_snap *s = atomic_load_explicit(&g_snap, memory_order_seq_cst);
@@ -58,8 +58,8 @@ static void *reader(void *arg)
             ebr_exit(r);
             continue;
         }
-        la_backend *b = pick_next(s, &r->pos[0]);
-        pick_count(b, r);
+        la_backend *b = pick_next(s, &r->pos[0], &rng, pick_stripe(r));
+        pick_count(b, pick_stripe(r));
         ebr_exit(r);
         n++;
         /* Keep one pick in HOLD alive for a while, like a slow call. */
@@ -184,7 +184,7 @@ static void test_inflight_holds(void **st)
     pick_retired retired = {0};
     la_backend *b = new_backend(1);
     struct ebr_rec *r = ebr_thread();
-    pick_count(b, r);
+    pick_count(b, pick_stripe(r));
     b->retired = true;
     b->next_retired = NULL;
     retired_add(&retired, NULL, b, ebr_retire_tag());
