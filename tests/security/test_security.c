@@ -468,27 +468,14 @@ static void test_no_hijack(void **state)
     good_client_served();
 }
 
-/* Runs lookasidectl with --lb p and args (NULL-terminated); its exit code
- * (-1 when it did not exit within 20 s: killed). */
-static int ctl(const proc *p, ...)
+/* Runs argv (NULL-terminated, stdout and stderr to /dev/null); its exit
+ * code (-1 when it did not exit within 20 s: killed). */
+static int run_argv(const char *const *argv)
 {
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = LOOKASIDECTL;
-    argv[n++] = "--lb";
-    argv[n++] = p->addr;
-    argv[n++] = "--timeout-ms";
-    argv[n++] = "5000";
-    va_list ap;
-    va_start(ap, p);
-    for (const char *a; n < 31 && (a = va_arg(ap, const char *)) != NULL;)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        if (freopen("/dev/null", "w", stdout) == NULL)
+        if (freopen("/dev/null", "w", stdout) == NULL || freopen("/dev/null", "w", stderr) == NULL)
             _exit(127);
         execv(argv[0], (char *const *)argv);
         _exit(127);
@@ -504,11 +491,30 @@ static int ctl(const proc *p, ...)
     return -1;
 }
 
+/* Runs lookasidectl with --lb p and args (NULL-terminated); its exit code. */
+static int ctl(const proc *p, ...)
+{
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = LOOKASIDECTL;
+    argv[n++] = "--lb";
+    argv[n++] = p->addr;
+    argv[n++] = "--timeout-ms";
+    argv[n++] = "5000";
+    va_list ap;
+    va_start(ap, p);
+    for (const char *a; n < 31 && (a = va_arg(ap, const char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    return run_argv(argv);
+}
+
 static const char *file(const char *name)
 {
-    static char paths[8][400];
+    static char paths[16][400];   /* a ring: up to 16 live at once */
     static int next;
-    char *out = paths[next++ % 8];
+    char *out = paths[next++ % 16];
     snprintf(out, 400, "%s/%s", g_dir, name);
     return out;
 }
@@ -545,6 +551,40 @@ static void test_ctl_exit_codes(void **state)
     assert_int_equal(ctl(&g_tls, "--tls-cert", file("client.crt"), "--tls-key",
                          file("client.key"), "get", "web", NULL), 2);
     good_client_served();
+}
+
+/* Security flags that do not fit together, or files that are not what
+ * they claim, stop the server at start with exit 2 (it never serves with a
+ * half-applied configuration). */
+static void test_bad_server_flags(void **state)
+{
+    (void)state;
+    char db[400];
+    snprintf(db, sizeof db, "%s/bad.db", g_dir);
+    const char *crt = file("server.crt"), *key = file("server.key"), *ca = file("ca.crt");
+    const char *pol = file("policy"), *wrongkey = file("client.key");
+    const char *cases[][12] = {
+        {"--tls-cert", crt, NULL},                                   /* no key */
+        {"--tls-client-ca", ca, "--policy-file", pol, NULL},         /* CA without cert */
+        {"--tls-cert", crt, "--tls-key", key, NULL},                 /* TLS without policy */
+        {"--tls-cert", crt, "--tls-key", key, "--insecure", "--policy-file", pol, NULL},
+        {"--tls-cert", crt, "--tls-key", wrongkey, "--policy-file", pol, NULL}, /* key mismatch */
+        {"--tls-cert", ca, "--tls-key", key, "--policy-file", pol, NULL},      /* ditto */
+        {"--tls-cert", key, "--tls-key", key, "--policy-file", pol, NULL},     /* not a cert */
+        {"--tls-cert", crt, "--tls-key", key, "--policy-file", file("ca.crt"), NULL},
+        {"--policy-file", file("missing"), NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[20] = {LOOKASIDE_SERVER, "--listen", "127.0.0.1:0", "--db", db};
+        int n = 5;
+        for (int k = 0; cases[i][k]; k++)
+            argv[n++] = cases[i][k];
+        argv[n] = NULL;
+        int rc = run_argv(argv);
+        if (rc != 2)
+            fprintf(stderr, "case %zu: exit %d\n", i, rc);
+        assert_int_equal(rc, 2);
+    }
 }
 
 /* Bounded wait for text in a server log. */
@@ -639,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_no_hijack),
         cmocka_unit_test(test_ctl_exit_codes),
+        cmocka_unit_test(test_bad_server_flags),
         cmocka_unit_test(test_rotation),   /* last: changes the certificate */
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
