@@ -5,7 +5,11 @@
  *   3. restart with S stored backends: time from exec until a
  *      GetServerList answer holds them all;
  *   --http-compare: 1 and 2 (plus server CPU per report) with the HTTP
- *      endpoint off and on (scraped every second), alternating in one run.
+ *      endpoint off and on (scraped every second), alternating in one run;
+ *   --tls-compare CERTDIR: 1 and 2 over plaintext and over mTLS (server
+ *      certificate, client CA and policy; every channel presents the admin
+ *      certificate), alternating in one run. CERTDIR is made by
+ *      tests/security/gen_certs.sh.
  * Prints figures and appends them to the results file. Never asserts on
  * time. 127.0.0.1 only; the server is stopped by PID. */
 #include <errno.h>
@@ -28,6 +32,7 @@
 
 #include "lookaside/v1/lookaside.pb-c.h"
 #include "storage.h"
+#include "util.h"
 
 #ifndef LOOKASIDE_BENCH_RESULTS
 #define LOOKASIDE_BENCH_RESULTS "bench/results.txt"
@@ -38,6 +43,10 @@ static const char *g_out = LOOKASIDE_BENCH_RESULTS;
 /* --http-compare: servers get --http-listen and a child scraping /metrics
  * every second; g_tag is appended to result names. */
 static bool g_http;
+/* --tls-compare: when set, servers get the mTLS flags and every channel
+ * uses g_tls_creds (admin certificate, server verified as "localhost"). */
+static const char *g_tls_dir;
+static grpc_channel_credentials *g_tls_creds;
 static const char *g_tag = "";
 #define MAX_KEPT 64
 static struct { char name[128]; double value; } g_kept[MAX_KEPT];
@@ -157,9 +166,25 @@ static int srv_start(srv *s, const char *db, double *t_exec)
         int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
         dup2(fd, 1);
-        char *av[] = {(char *)g_server_bin, "--listen", "127.0.0.1:0", "--db", (char *)db,
-                      "--max-streams-per-peer", "100000", "--evict-intervals", "1000",
-                      g_http ? "--http-listen" : NULL, "127.0.0.1:0", NULL};
+        char crt[600], key[600], ca[600], pol[600];
+        char *av[24] = {(char *)g_server_bin, "--listen", "127.0.0.1:0", "--db", (char *)db,
+                        "--max-streams-per-peer", "100000", "--evict-intervals", "1000"};
+        int n = 9;
+        if (g_http) {
+            av[n++] = "--http-listen";
+            av[n++] = "127.0.0.1:0";
+        }
+        if (g_tls_dir) {
+            snprintf(crt, sizeof crt, "%s/server.crt", g_tls_dir);
+            snprintf(key, sizeof key, "%s/server.key", g_tls_dir);
+            snprintf(ca, sizeof ca, "%s/ca.crt", g_tls_dir);
+            snprintf(pol, sizeof pol, "%s/policy", g_tls_dir);
+            char *tls[] = {"--tls-cert", crt, "--tls-key", key, "--tls-client-ca", ca,
+                           "--policy-file", pol};
+            for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++)
+                av[n++] = tls[i];
+        }
+        av[n] = NULL;
         execv(g_server_bin, av);
         _exit(127);
     }
@@ -242,7 +267,11 @@ static double cpu_ms(pid_t pid)
 static grpc_channel *chan(const char *addr, int id)
 {
     grpc_arg a = {.type = GRPC_ARG_INTEGER, .key = "lookaside.bench.channel_id", .value.integer = id};
-    grpc_channel_args args = {1, &a};
+    grpc_arg both[2] = {a, {.type = GRPC_ARG_STRING, .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                            .value.string = "localhost"}};
+    grpc_channel_args args = {g_tls_dir ? 2 : 1, both};
+    if (g_tls_dir)
+        return grpc_channel_create(addr, g_tls_creds, &args);
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     grpc_channel *ch = grpc_channel_create(addr, cr, &args);
     grpc_channel_credentials_release(cr);
@@ -815,12 +844,84 @@ static void http_compare(const char *dir, int reps, int rounds, size_t nstreams,
            notes);
 }
 
+/* Credentials for every channel in mTLS rounds: trust ca.crt, present the
+ * admin certificate (the policy grants it everything the benchmark does). */
+static bool tls_creds_load(const char *dir)
+{
+    char path[600], *pem[3];
+    const char *names[3] = {"ca.crt", "admin.crt", "admin.key"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        pem[i] = util_read_file(path, 1 << 20, NULL);
+    }
+    if (pem[0] && pem[1] && pem[2]) {
+        grpc_ssl_pem_key_cert_pair pair = {pem[2], pem[1]};
+        g_tls_creds = grpc_ssl_credentials_create(pem[0], &pair, NULL, NULL);
+    }
+    for (int i = 0; i < 3; i++)
+        free(pem[i]);
+    if (g_tls_creds == NULL)
+        return false;
+    snprintf(path, sizeof path, "%s/policy", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return false;
+    fputs("id spiffe://test/admin admin\n", f);
+    return fclose(f) == 0;
+}
+
+/* Plaintext vs mTLS: the same fan-out and report runs against a server on
+ * each, alternating so drift on the shared machine hits both; the ratios of
+ * the means are the figures (goals: reports >= 0.8x, push p99 <= 1.5x). */
+static void tls_compare(const char *dir, const char *certs, int reps, int rounds,
+                        size_t nstreams, int seconds)
+{
+    double sum[2][2] = {{0, 0}, {0, 0}};   /* [tls][0 = push p99, 1 = reports/s] */
+    for (int r = 0; r < reps; r++)
+        for (int tls = 0; tls < 2; tls++) {
+            g_tls_dir = tls ? certs : NULL;
+            g_tag = tls ? ".mtls" : ".plaintext";
+            char db[512], name[128];
+            snprintf(db, sizeof db, "%s/tls%d%d.db", dir, r, tls);
+            srv s;
+            double t_exec;
+            bool up = srv_start(&s, db, &t_exec) == 0;
+            if (up) {
+                fanout(s.addr, 1000, s.pid, rounds);
+                reports(s.addr, s.pid, nstreams, seconds);
+            }
+            srv_stop(&s);
+            unlink(db);
+            if (!up) {
+                fprintf(stderr, "server did not start (%s)\n", g_server_bin);
+                g_tls_dir = NULL;
+                g_tag = "";
+                return;
+            }
+            snprintf(name, sizeof name, "server.push_p99_ms.watchers=1000%s", g_tag);
+            sum[tls][0] += kept(name) / reps;
+            snprintf(name, sizeof name, "server.reports_per_sec%s", g_tag);
+            sum[tls][1] += kept(name) / reps;
+        }
+    g_tls_dir = NULL;
+    g_tag = "";
+    char notes[200];
+    snprintf(notes, sizeof notes, "mTLS/plaintext x100; %.0f vs %.0f reports/s, mean of %d "
+             "alternations", sum[1][1], sum[0][1], reps);
+    result("server.mtls.reports_per_sec_ratio", 100.0 * sum[1][1] / sum[0][1], "%", ">= 80",
+           notes);
+    snprintf(notes, sizeof notes, "mTLS/plaintext x100; push p99 %.2f vs %.2f ms (1000 "
+             "watchers), mean of %d alternations", sum[1][0], sum[0][0], reps);
+    result("server.mtls.push_p99_ratio", 100.0 * sum[1][0] / sum[0][0], "%", "<= 150", notes);
+}
+
 int main(int argc, char **argv)
 {
     size_t watchers[4] = {1000, 10000, 0, 0};
     int rounds = 9, seconds = 5;
     size_t nstreams = 64, stored = 10000;
     bool quick = false, only_fanout = false, compare = false;
+    const char *tls_certs = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             g_out = argv[++i];
@@ -830,6 +931,8 @@ int main(int argc, char **argv)
             quick = true;
         else if (strcmp(argv[i], "--http-compare") == 0)
             compare = true;
+        else if (strcmp(argv[i], "--tls-compare") == 0 && i + 1 < argc)
+            tls_certs = argv[++i];
         else if (strcmp(argv[i], "--watchers") == 0 && i + 1 < argc) {
             watchers[0] = (size_t)atol(argv[++i]);
             watchers[1] = 0;
@@ -837,7 +940,7 @@ int main(int argc, char **argv)
         }
         else {
             fprintf(stderr, "usage: bench_server [--out FILE] [--server PATH] [--quick] "
-                            "[--watchers N] [--http-compare]\n");
+                            "[--watchers N] [--http-compare] [--tls-compare CERTDIR]\n");
             return 2;
         }
     }
@@ -855,6 +958,17 @@ int main(int argc, char **argv)
     char db[512];
     if (compare) {
         http_compare(dir, quick ? 2 : 4, rounds, nstreams, seconds);
+        watchers[0] = 0;
+        only_fanout = true;
+    }
+    if (tls_certs) {
+        if (!tls_creds_load(tls_certs)) {
+            fprintf(stderr, "--tls-compare %s: no ca.crt/admin.crt/admin.key there "
+                            "(make them with tests/security/gen_certs.sh)\n", tls_certs);
+            return 2;
+        }
+        tls_compare(dir, tls_certs, quick ? 1 : 3, rounds, nstreams, seconds);
+        grpc_channel_credentials_release(g_tls_creds);
         watchers[0] = 0;
         only_fanout = true;
     }
