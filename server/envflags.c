@@ -86,6 +86,24 @@ static bool skipped(const struct option *o)
            o->has_arg == optional_argument;
 }
 
+/* The variable's value when it supplies option o (set, not overridden by
+ * the command line, not empty/false), with how many values it holds; NULL
+ * otherwise. */
+static const char *env_value(const struct option *opts, const struct option *o,
+                             const char *prefix, const char *const *repeatable, int argc,
+                             char **argv, size_t *n_values)
+{
+    char var[128];
+    if (skipped(o))
+        return NULL;
+    const char *v = getenv(envflags_name(prefix, o->name, var, sizeof var));
+    if (v == NULL || on_command_line(opts, o, argc, argv))
+        return NULL;
+    *n_values = o->has_arg == no_argument ? (truthy(v) ? 1 : 0)
+                : is_repeatable(repeatable, o->name) ? count_words(v) : (v[0] ? 1 : 0);
+    return *n_values ? v : NULL;
+}
+
 void envflags_free(void)
 {
     free(merged);
@@ -103,17 +121,10 @@ int envflags_merge(const struct option *opts, const char *prefix, const char *co
     envflags_free();
     *out_argv = argv;
     /* Pass 1: how many argv slots, bytes of names and of split copies. */
-    size_t slots = 0, name_bytes = 0, copy_bytes = 0;
-    char var[128];
+    size_t slots = 0, name_bytes = 0, copy_bytes = 0, n;
     for (const struct option *o = opts; o->name; o++) {
-        if (skipped(o))
-            continue;
-        const char *v = getenv(envflags_name(prefix, o->name, var, sizeof var));
-        if (v == NULL || on_command_line(opts, o, argc, argv))
-            continue;
-        size_t n = o->has_arg == no_argument ? (truthy(v) ? 1 : 0)
-                   : is_repeatable(repeatable, o->name) ? count_words(v) : (v[0] ? 1 : 0);
-        if (n == 0)
+        const char *v = env_value(opts, o, prefix, repeatable, argc, argv, &n);
+        if (v == NULL)
             continue;
         slots += o->has_arg == no_argument ? 1 : 2 * n;
         name_bytes += strlen(o->name) + 3;
@@ -133,12 +144,8 @@ int envflags_merge(const struct option *opts, const char *prefix, const char *co
     int k = 0;
     merged[k++] = argv[0];
     for (const struct option *o = opts; o->name; o++) {
-        if (skipped(o))
-            continue;
-        const char *v = getenv(envflags_name(prefix, o->name, var, sizeof var));
-        if (v == NULL || on_command_line(opts, o, argc, argv))
-            continue;
-        if (o->has_arg == no_argument ? !truthy(v) : v[0] == '\0')
+        const char *v = env_value(opts, o, prefix, repeatable, argc, argv, &n);
+        if (v == NULL)
             continue;
         char *flag = names;
         names += strlen(o->name) + 3;

@@ -28,7 +28,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -39,16 +38,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from opscheck import check, failures, log_match, stop, wait_for
+
 MODE, SERVER, BACKEND, CTL = sys.argv[1:5]
-failures = []
 procs = []
-
-
-def check(cond, what):
-    print(("ok:   " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def clean_env():
@@ -64,38 +57,6 @@ def spawn(argv, log, env=None):
     f.close()
     procs.append((p, log))
     return p
-
-
-def stop(p, timeout=10):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
-
-
-def wait_for(fn, timeout, what, interval=0.1):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = fn()
-        except Exception as e:   # not up yet
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    print(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-    return None
-
-
-def log_match(log, pattern):
-    with open(log, errors="replace") as f:
-        m = re.search(pattern, f.read())
-    return m
 
 
 def start_server(tmp, extra=(), log_name="server.log"):
@@ -143,6 +104,16 @@ def backend_address(http_port):
                 return s["backends"][0]["address"]
         return None
     return wait_for(get, 20, "the backend in /api/status")
+
+
+def server_with_backend(tmp):
+    """A server with the HTTP endpoint and one demo backend of "web":
+    (grpc port, http port, the backend's address or None)."""
+    _, gp, hp = start_server(tmp)
+    start_backend(tmp, gp)
+    addr = backend_address(hp)
+    check(addr, "backend registered")
+    return gp, hp, addr
 
 
 def ctl(grpc_port, *args):
@@ -284,10 +255,8 @@ def test_prometheus(tmp):
     if not prom or not promtool:
         print("SKIP: prometheus/promtool not installed (scripts/deps.sh installs prometheus)")
         return 77
-    p, gp, hp = start_server(tmp)
-    start_backend(tmp, gp)
-    addr = backend_address(hp)
-    if not check(addr, "backend registered"):
+    gp, hp, addr = server_with_backend(tmp)
+    if not addr:
         return 1
     ctl(gp, "weight", "web", addr, "777")
     st, text, hdr = http_get(hp, "/metrics")
@@ -424,10 +393,8 @@ def test_chromium(tmp):
     if not chrome:
         print("SKIP: chromium not installed (scripts/deps.sh installs chromium)")
         return 77
-    p, gp, hp = start_server(tmp)
-    start_backend(tmp, gp)
-    addr = backend_address(hp)
-    if not check(addr, "backend registered"):
+    gp, hp, addr = server_with_backend(tmp)
+    if not addr:
         return 1
     dt = Devtools(chrome, tmp)
     try:

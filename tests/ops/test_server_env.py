@@ -20,15 +20,9 @@ import sys
 import tempfile
 import time
 
+from opscheck import check, failures, stop
+
 SERVER = sys.argv[1]
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
-    return cond
 
 
 def start(env_extra, args, log):
@@ -49,17 +43,6 @@ def wait_log(path, pattern, proc, timeout=15.0):
             return None
         time.sleep(0.05)
     return None
-
-
-def stop(proc, timeout=15.0):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return -9
 
 
 def dump(path):
