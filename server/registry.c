@@ -594,6 +594,14 @@ void registry_report(registry *r, reg_backend *b, const storage_load *load,
         storage_warn(r, "put_load", st);
 }
 
+/* A drain or override of a backend another replica owns goes to that
+ * replica (etcd mode); the change made here only lasts until its next put. */
+static void remote_admin(registry *r, const reg_backend *b)
+{
+    if (r->mirror && b->remote && r->mirror->remote_admin)
+        r->mirror->remote_admin(r->mirror_arg, b);
+}
+
 void registry_set_draining(registry *r, reg_backend *b, bool draining)
 {
     if (b->draining == draining)
@@ -602,6 +610,7 @@ void registry_set_draining(registry *r, reg_backend *b, bool draining)
     log_info("registry", "%s %s: %s", b->svc->name, b->address, draining ? "draining" : "serving");
     persist_backend(r, b);
     mark_dirty(r, b->svc);
+    remote_admin(r, b);
 }
 
 void registry_set_override(registry *r, reg_backend *b, uint32_t weight)
@@ -609,6 +618,7 @@ void registry_set_override(registry *r, reg_backend *b, uint32_t weight)
     b->weight_override = weight;
     persist_backend(r, b);
     mark_dirty(r, b->svc);
+    remote_admin(r, b);
 }
 
 /* ------------------------------------------------------------- replicas */

@@ -218,6 +218,9 @@ typedef struct reg_mirror_ops {
     void (*backend_put)(void *arg, const reg_backend *b);
     /* A backend registered here left the lists. */
     void (*backend_delete)(void *arg, const char *service, const char *address);
+    /* Optional: an operator changed the drain or override of a backend
+     * another replica owns (b->remote); that replica must apply it. */
+    void (*remote_admin)(void *arg, const reg_backend *b);
 } reg_mirror_ops;
 /* ops NULL: no mirror (the default). */
 void registry_set_mirror(registry *r, const reg_mirror_ops *ops, void *arg);

@@ -25,6 +25,7 @@ typedef struct owned {
     uint8_t val[VALUE_MAX];
     size_t vlen;
     bool present;               /* wanted in etcd (else: delete it) */
+    bool leased;                /* a registration (else an admin request) */
     bool dirty;                 /* etcd does not have the wanted state yet */
     bool weight_only;           /* the pending change is only a weight */
     bool in_flight;
@@ -34,10 +35,14 @@ typedef struct owned {
     struct owned *hnext;
 } owned;
 
-/* A key another replica owns, as last applied to the registry. */
+/* A key another replica owns, as last applied to the registry; also an
+ * operator's request waiting for the backend's owner (admin). */
 typedef struct remote {
     char key[KEY_MAX];
     bool mark;                  /* scratch for a fresh listing */
+    bool draining;              /* admin requests */
+    uint32_t weight_override;
+    char service[254], address[LA_ADDR_STRLEN];
     struct remote *hnext;
 } remote;
 
@@ -52,6 +57,8 @@ struct replica {
     size_t max_inflight, inflight;
     owned *own[NBUCKETS];
     remote *rem[NBUCKETS];
+    remote *adm[NBUCKETS];       /* admin requests seen in etcd */
+    uint64_t admin_timer;
     uint64_t flush_timer;
     int64_t flush_at;
 };
@@ -66,22 +73,26 @@ static uint32_t key_hash(const char *s)
 
 /* ------------------------------------------------------------ keys */
 
-static bool backend_key(const replica *r, const char *service, const char *address,
-                        char out[KEY_MAX])
+/* Key kinds under the prefix: a backend's registration (leased, written by
+ * its owner) and an operator's drain/override request (plain, written by
+ * the replica that took the Admin call, applied by the owner). */
+enum { K_BACKEND, K_ADMIN, K_KINDS };
+static const char *const kind_dir[K_KINDS] = {"backends/", "admin/"};
+
+static bool make_key(const replica *r, int kind, const char *service, const char *address,
+                     char out[KEY_MAX])
 {
-    int n = snprintf(out, KEY_MAX, "%sbackends/%s/%s", r->prefix, service, address);
+    int n = snprintf(out, KEY_MAX, "%s%s%s/%s", r->prefix, kind_dir[kind], service, address);
     return n > 0 && n < KEY_MAX;
 }
 
-/* Splits an etcd key into service and address (NUL-terminated copies);
- * false for anything that is not <prefix>backends/<service>/<address> made
- * of printable ASCII. */
-static bool parse_key(const replica *r, const uint8_t *k, size_t n, char key[KEY_MAX],
-                      char service[254], char address[LA_ADDR_STRLEN])
+/* Splits an etcd key into its kind, service and address (NUL-terminated
+ * copies); false for anything that is not <prefix><kind>/<service>/<address>
+ * made of printable ASCII. */
+static bool parse_key(const replica *r, const uint8_t *k, size_t n, int *kind,
+                      char key[KEY_MAX], char service[254], char address[LA_ADDR_STRLEN])
 {
-    static const char kind[] = "backends/";
-    if (n >= KEY_MAX || n <= r->prefix_len + sizeof kind - 1 ||
-        memcmp(k, r->prefix, r->prefix_len) != 0)
+    if (n >= KEY_MAX || n <= r->prefix_len || memcmp(k, r->prefix, r->prefix_len) != 0)
         return false;
     for (size_t i = 0; i < n; i++)
         if (k[i] < 0x21 || k[i] > 0x7e)
@@ -89,9 +100,13 @@ static bool parse_key(const replica *r, const uint8_t *k, size_t n, char key[KEY
     memcpy(key, k, n);
     key[n] = '\0';
     const char *p = key + r->prefix_len;
-    if (strncmp(p, kind, sizeof kind - 1) != 0)
+    *kind = -1;
+    for (int i = 0; i < K_KINDS; i++)
+        if (strncmp(p, kind_dir[i], strlen(kind_dir[i])) == 0)
+            *kind = i;
+    if (*kind < 0)
         return false;
-    p += sizeof kind - 1;
+    p += strlen(kind_dir[*kind]);
     const char *slash = strchr(p, '/');
     if (slash == NULL || slash == p || (size_t)(slash - p) >= 254 ||
         strlen(slash + 1) == 0 || strlen(slash + 1) >= LA_ADDR_STRLEN)
@@ -138,33 +153,34 @@ static void own_remove(replica *r, owned *o)
     free(o);
 }
 
-static remote *rem_find(replica *r, const char *key)
+static remote *rem_find(remote **tab, const char *key)
 {
-    for (remote *m = r->rem[key_hash(key)]; m; m = m->hnext)
+    for (remote *m = tab[key_hash(key)]; m; m = m->hnext)
         if (strcmp(m->key, key) == 0)
             return m;
     return NULL;
 }
 
-static void rem_add(replica *r, const char *key)
+static remote *rem_add(remote **tab, const char *key)
 {
-    remote *m = rem_find(r, key);
+    remote *m = rem_find(tab, key);
     if (m) {
         m->mark = false;
-        return;
+        return m;
     }
     m = calloc(1, sizeof *m);
     if (m == NULL)
-        return;   /* the registry has it; only a later listing's cleanup misses it */
+        return NULL;   /* the registry has it; only a later listing's cleanup misses it */
     snprintf(m->key, sizeof m->key, "%s", key);
     uint32_t h = key_hash(key);
-    m->hnext = r->rem[h];
-    r->rem[h] = m;
+    m->hnext = tab[h];
+    tab[h] = m;
+    return m;
 }
 
-static void rem_remove(replica *r, const char *key)
+static void rem_remove(remote **tab, const char *key)
 {
-    remote **pp = &r->rem[key_hash(key)];
+    remote **pp = &tab[key_hash(key)];
     while (*pp && strcmp((*pp)->key, key) != 0)
         pp = &(*pp)->hnext;
     if (*pp) {
@@ -236,11 +252,11 @@ static void flush(replica *r)
                 next = now + 10;
                 continue;
             }
-            if (o->present && etcd_lease(r->etcd) == 0)
+            if (o->present && o->leased && etcd_lease(r->etcd) == 0)
                 continue;   /* on_lease flushes */
             lookaside_status st =
-                o->present ? etcd_put(r->etcd, o->key, o->val, o->vlen, true, write_done, o)
-                           : etcd_delete_owned(r->etcd, o->key, write_done, o);
+                !o->present ? etcd_delete_owned(r->etcd, o->key, write_done, o)
+                            : etcd_put(r->etcd, o->key, o->val, o->vlen, o->leased, write_done, o);
             if (st != LOOKASIDE_OK) {
                 next = now + RETRY_MS < next ? now + RETRY_MS : next;
                 continue;
@@ -273,14 +289,20 @@ static bool encode(const replica *r, const reg_backend *b, uint8_t *out, size_t 
     return true;
 }
 
+static void admin_schedule(replica *r);
+
 static void mirror_put(void *arg, const reg_backend *b)
 {
     replica *r = arg;
     char key[KEY_MAX];
     uint8_t val[VALUE_MAX];
     size_t vlen;
-    if (!backend_key(r, b->svc->name, b->address, key) || !encode(r, b, val, &vlen))
+    if (!make_key(r, K_BACKEND, b->svc->name, b->address, key) || !encode(r, b, val, &vlen))
         return;
+    /* A registration here may have an operator's request waiting. */
+    char akey[KEY_MAX];
+    if (make_key(r, K_ADMIN, b->svc->name, b->address, akey) && rem_find(r->adm, akey))
+        admin_schedule(r);
     owned *o = own_obtain(r, key);
     if (o == NULL) {
         log_warn("replica", "%s: out of memory; not mirrored", key);
@@ -302,6 +324,7 @@ static void mirror_put(void *arg, const reg_backend *b)
     memcpy(o->val, val, vlen);
     o->vlen = vlen;
     o->present = true;
+    o->leased = true;
     o->forget = false;
     o->weight_only = (o->dirty ? o->weight_only : true) && weight_only;
     o->dirty = true;
@@ -312,7 +335,7 @@ static void mirror_delete(void *arg, const char *service, const char *address)
 {
     replica *r = arg;
     char key[KEY_MAX];
-    if (!backend_key(r, service, address, key))
+    if (!make_key(r, K_BACKEND, service, address, key))
         return;
     owned *o = own_find(r, key);
     if (o == NULL)
@@ -324,8 +347,34 @@ static void mirror_delete(void *arg, const char *service, const char *address)
     schedule_flush(r, clock_mono_ms());
 }
 
+/* An operator's drain/override of a backend another replica owns: a plain
+ * key the owner applies (and then deletes), written until etcd has it. */
+static void mirror_remote_admin(void *arg, const reg_backend *b)
+{
+    replica *r = arg;
+    char key[KEY_MAX];
+    uint8_t val[VALUE_MAX];
+    size_t vlen;
+    if (!make_key(r, K_ADMIN, b->svc->name, b->address, key) || !encode(r, b, val, &vlen))
+        return;
+    owned *o = own_obtain(r, key);
+    if (o == NULL) {
+        log_warn("replica", "%s: out of memory; operator change not sent", key);
+        return;
+    }
+    memcpy(o->val, val, vlen);
+    o->vlen = vlen;
+    o->present = true;
+    o->leased = false;
+    o->forget = true;   /* once etcd has it, the owner takes over */
+    o->weight_only = false;
+    o->dirty = true;
+    schedule_flush(r, clock_mono_ms());
+}
+
 static const reg_mirror_ops mirror_ops = {.backend_put = mirror_put,
-                                          .backend_delete = mirror_delete};
+                                          .backend_delete = mirror_delete,
+                                          .remote_admin = mirror_remote_admin};
 
 /* ------------------------------------------------------------ etcd (in) */
 
@@ -337,14 +386,46 @@ static bool reported_here(replica *r, const char *service, const char *address)
     return b && b->local && b->reported;
 }
 
-static void apply_put(replica *r, const etcd_kv *kv)
+/* Applies the operator's requests waiting for backends that report here,
+ * then deletes them from etcd (the backend's own key now carries them). */
+static void admin_apply(loop *l, void *arg)
 {
-    char key[KEY_MAX], service[254], address[LA_ADDR_STRLEN];
-    if (!parse_key(r, kv->key, kv->key_len, key, service, address)) {
-        log_warn("replica", "etcd key skipped: not %sbackends/SERVICE/ADDRESS (%zu bytes)",
-                 r->prefix, kv->key_len);
-        return;
+    (void)l;
+    replica *r = arg;
+    r->admin_timer = 0;
+    bool any = false;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (remote *m = r->adm[i], *nx; m; m = nx) {
+            nx = m->hnext;
+            reg_service *s = registry_find(r->reg, m->service);
+            reg_backend *b = s ? registry_find_backend(s, m->address) : NULL;
+            if (b == NULL || !b->local || !b->reported)
+                continue;
+            log_info("replica", "%s %s: operator request from another replica: %s, override %u",
+                     m->service, m->address, m->draining ? "drain" : "serve",
+                     m->weight_override);
+            registry_set_draining(r->reg, b, m->draining);
+            if (b->weight_override != m->weight_override)
+                registry_set_override(r->reg, b, m->weight_override);
+            any = true;
+            if (etcd_delete(r->etcd, m->key, NULL, NULL) != LOOKASIDE_OK)
+                continue;   /* applied again next time: idempotent */
+            rem_remove(r->adm, m->key);
+        }
     }
+    if (any)
+        registry_publish_dirty(r->reg);
+}
+
+static void admin_schedule(replica *r)
+{
+    if (r->admin_timer == 0)
+        r->admin_timer = loop_timer_add(r->l, clock_mono_ms(), admin_apply, r);
+}
+
+/* Decodes a value; NULL (logged) when it is junk. */
+static Lookaside__V1__ReplicaBackend *decode(const char *key, const etcd_kv *kv)
+{
     /* A NUL inside a string would make two different values compare
      * equal once protobuf-c hands them out as C strings. */
     char field[64];
@@ -354,10 +435,50 @@ static void apply_put(replica *r, const etcd_kv *kv)
                                    kv->value_len, field, sizeof field) == LOOKASIDE_OK
             ? lookaside__v1__replica_backend__unpack(NULL, kv->value_len, kv->value)
             : NULL;
-    if (v == NULL) {
+    if (v == NULL)
         log_warn("replica", "%s: undecodable value skipped (%zu bytes)", key, kv->value_len);
+    else if (v->weight_override > WEIGHTS_MAX) {
+        log_warn("replica", "%s: weight_override %u out of range; skipped", key,
+                 v->weight_override);
+        lookaside__v1__replica_backend__free_unpacked(v, NULL);
+        v = NULL;
+    }
+    return v;
+}
+
+static void apply_admin_put(replica *r, const char *key, const char *service,
+                            const char *address, const etcd_kv *kv)
+{
+    Lookaside__V1__ReplicaBackend *v = decode(key, kv);
+    if (v == NULL)
+        return;
+    remote *m = rem_add(r->adm, key);
+    if (m) {
+        m->draining = v->draining;
+        m->weight_override = v->weight_override;
+        snprintf(m->service, sizeof m->service, "%s", service);
+        snprintf(m->address, sizeof m->address, "%s", address);
+        admin_schedule(r);
+    }
+    lookaside__v1__replica_backend__free_unpacked(v, NULL);
+}
+
+static void apply_put(replica *r, const etcd_kv *kv)
+{
+    char key[KEY_MAX], service[254], address[LA_ADDR_STRLEN];
+    int kind;
+    if (!parse_key(r, kv->key, kv->key_len, &kind, key, service, address)) {
+        log_warn("replica", "etcd key skipped: not %s{backends,admin}/SERVICE/ADDRESS "
+                            "(%zu bytes)", r->prefix, kv->key_len);
         return;
     }
+    if (kind == K_ADMIN) {
+        apply_admin_put(r, key, service, address, kv);
+        return;
+    }
+    Lookaside__V1__ReplicaBackend *v = decode(key, kv);
+    if (v == NULL)
+        return;
     if (strcmp(v->owner, r->id) == 0) {
         lookaside__v1__replica_backend__free_unpacked(v, NULL);
         return;   /* our own write coming back */
@@ -381,17 +502,22 @@ static void apply_put(replica *r, const etcd_kv *kv)
     if (st != LOOKASIDE_OK)
         log_warn("replica", "%s: not applied: %s", key, lookaside_status_str(st));
     else
-        rem_add(r, key);
+        rem_add(r->rem, key);
     lookaside__v1__replica_backend__free_unpacked(v, NULL);
 }
 
 static void apply_delete(replica *r, const etcd_kv *kv)
 {
     char key[KEY_MAX], service[254], address[LA_ADDR_STRLEN];
-    if (!parse_key(r, kv->key, kv->key_len, key, service, address))
+    int kind;
+    if (!parse_key(r, kv->key, kv->key_len, &kind, key, service, address))
         return;
+    if (kind == K_ADMIN) {
+        rem_remove(r->adm, key);
+        return;
+    }
     owned *o = own_find(r, key);
-    if (o && o->present) {
+    if (o && o->present && o->leased) {
         if (reported_here(r, service, address)) {
             /* Ours, deleted behind our back (lease expired during an
              * outage): put it again. */
@@ -403,8 +529,8 @@ static void apply_delete(replica *r, const etcd_kv *kv)
         }
         return;
     }
-    if (rem_find(r, key)) {
-        rem_remove(r, key);
+    if (rem_find(r->rem, key)) {
+        rem_remove(r->rem, key);
         registry_remote_delete(r->reg, service, address,
                                kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0);
     }
@@ -422,9 +548,12 @@ static void on_event(void *arg, bool put, const etcd_kv *kv)
 static void on_snapshot(void *arg, const etcd_kv *kvs, size_t n, int64_t revision)
 {
     replica *r = arg;
-    for (size_t i = 0; i < NBUCKETS; i++)
+    for (size_t i = 0; i < NBUCKETS; i++) {
         for (remote *m = r->rem[i]; m; m = m->hnext)
             m->mark = true;
+        for (remote *m = r->adm[i]; m; m = m->hnext)
+            m->mark = true;
+    }
     for (size_t i = 0; i < n; i++)
         apply_put(r, &kvs[i]);
     /* Remote keys missing from the listing went away while we could not
@@ -438,11 +567,16 @@ static void on_snapshot(void *arg, const etcd_kv *kvs, size_t n, int64_t revisio
                           .mod_revision = revision};
             apply_delete(r, &kv);
         }
+        for (remote *m = r->adm[i], *nx; m; m = nx) {
+            nx = m->hnext;
+            if (m->mark)
+                rem_remove(r->adm, m->key);
+        }
     }
     /* Keys of ours missing from the listing are put again. */
     for (size_t i = 0; i < NBUCKETS; i++)
         for (owned *o = r->own[i]; o; o = o->hnext)
-            if (o->present && !o->in_flight)
+            if (o->present && o->leased && !o->in_flight)
                 o->dirty = true;
     schedule_flush(r, clock_mono_ms());
 }
@@ -454,7 +588,7 @@ static void on_lease(void *arg, int64_t lease)
              (unsigned long long)lease);
     for (size_t i = 0; i < NBUCKETS; i++)
         for (owned *o = r->own[i]; o; o = o->hnext)
-            if (o->present) {
+            if (o->present && o->leased) {
                 o->dirty = true;
                 o->weight_only = false;
             }
@@ -531,16 +665,18 @@ void replica_destroy(replica *r)
         return;
     registry_set_mirror(r->reg, NULL, NULL);
     loop_timer_cancel(r->l, r->flush_timer);
+    loop_timer_cancel(r->l, r->admin_timer);
     etcd_destroy(r->etcd);
     for (size_t i = 0; i < NBUCKETS; i++) {
         for (owned *o = r->own[i], *nx; o; o = nx) {
             nx = o->hnext;
             free(o);
         }
-        for (remote *m = r->rem[i], *nx; m; m = nx) {
-            nx = m->hnext;
-            free(m);
-        }
+        for (remote **tab = r->rem; tab; tab = tab == r->rem ? r->adm : NULL)
+            for (remote *m = tab[i], *nx; m; m = nx) {
+                nx = m->hnext;
+                free(m);
+            }
     }
     free(r);
 }

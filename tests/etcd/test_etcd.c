@@ -238,51 +238,67 @@ static lookaside_reporter *reporter_at(const char *target, const char *service,
 
 /* ---- tests ---- */
 
-/* A backend reporting to replica A reaches a watcher of replica B; a drain
- * through A's Admin reaches it too; the backend's clean leave at A removes
- * it at B. */
+static void set_drain(tclient *c, const char *service, const char *address, bool on)
+{
+    Lookaside__V1__SetDrainRequest dr = LOOKASIDE__V1__SET_DRAIN_REQUEST__INIT;
+    dr.service = (char *)service;
+    dr.address = (char *)address;
+    dr.draining = on;
+    assert_int_equal(tc_unary(c, "/lookaside.v1.Admin/SetDrain", &dr.base,
+                              &lookaside__v1__set_drain_response__descriptor, NULL, NULL, 5000),
+                     GRPC_STATUS_OK);
+}
+
+/* A backend reporting to replica A reaches a watcher of replica B; drains
+ * through either replica's Admin reach the watchers of both (through B's
+ * Admin the request goes to A, which owns the backend); the backend's clean
+ * leave at A removes it at B. */
 static void test_register_and_drain_across_replicas(void **state)
 {
     (void)state;
     NEED_ETCD();
-    tclient *cb = tc_connect(F.b.addr);
-    tstream *w = watch_open(cb, SVC_A);
-    assert_non_null(w);
-    uint64_t v0 = 0, v1 = 0, v2 = 0;
     tclient *ca = tc_connect(F.a.addr);
+    tclient *cb = tc_connect(F.b.addr);
+    tstream *wa = watch_open(ca, SVC_A);
+    tstream *wb = watch_open(cb, SVC_A);
+    assert_non_null(wa);
+    assert_non_null(wb);
+    uint64_t v0 = 0, v1 = 0, v2 = 0, v3 = 0;
     long long t0 = h_now_ms();
     tstream *rep = h_report_registered(ca, SVC_A, "127.0.0.1:9001", "z1", NULL);
     assert_non_null(rep);
     long long t_ack = h_now_ms();
-    assert_int_equal(watch_until(w, has, "127.0.0.1:9001", 10000, &v0), 1);
+    assert_int_equal(watch_until(wb, has, "127.0.0.1:9001", 10000, &v0), 1);
     long long t_seen = h_now_ms();
     printf("FIGURE registration at A -> list at a watcher of B: %lld ms (ack after %lld ms)\n",
            t_seen - t0, t_ack - t0);
     assert_true(v0 > 1);
+    assert_int_equal(watch_until(wa, has, "127.0.0.1:9001", 10000, NULL), 1);
 
-    /* Drain through A's Admin: B's watcher sees DRAINING. */
-    Lookaside__V1__SetDrainRequest dr = LOOKASIDE__V1__SET_DRAIN_REQUEST__INIT;
-    dr.service = SVC_A;
-    dr.address = "127.0.0.1:9001";
-    dr.draining = true;
-    assert_int_equal(tc_unary(ca, "/lookaside.v1.Admin/SetDrain", &dr.base,
-                              &lookaside__v1__set_drain_response__descriptor, NULL, NULL, 5000),
-                     GRPC_STATUS_OK);
-    assert_int_equal(watch_until(w, draining, "127.0.0.1:9001", 10000, &v1), 1);
+    /* Drain through A's Admin (A owns it): B's watcher sees DRAINING. */
+    set_drain(ca, SVC_A, "127.0.0.1:9001", true);
+    assert_int_equal(watch_until(wb, draining, "127.0.0.1:9001", 10000, &v1), 1);
     assert_true(v1 > v0);
-    dr.draining = false;
-    assert_int_equal(tc_unary(ca, "/lookaside.v1.Admin/SetDrain", &dr.base,
-                              &lookaside__v1__set_drain_response__descriptor, NULL, NULL, 5000),
-                     GRPC_STATUS_OK);
-    assert_int_equal(watch_until(w, serving, "127.0.0.1:9001", 10000, NULL), 1);
+    assert_int_equal(watch_until(wa, draining, "127.0.0.1:9001", 10000, NULL), 1);
+    /* Undrain through B's Admin: A, the owner, applies it; A's watcher sees
+     * it serve again (B's local view alone would not reach A). */
+    set_drain(cb, SVC_A, "127.0.0.1:9001", false);
+    assert_int_equal(watch_until(wa, serving, "127.0.0.1:9001", 10000, NULL), 1);
+    assert_int_equal(watch_until(wb, serving, "127.0.0.1:9001", 10000, &v2), 1);
+    assert_true(v2 > v1);
+    /* And a drain through B reaches A's watchers too. */
+    set_drain(cb, SVC_A, "127.0.0.1:9001", true);
+    assert_int_equal(watch_until(wa, draining, "127.0.0.1:9001", 10000, NULL), 1);
 
     /* The reporter leaves cleanly at A: B drops it. */
     ts_close_send(rep);
-    assert_int_equal(watch_until(w, lacks, "127.0.0.1:9001", 10000, &v2), 1);
-    assert_true(v2 > v1);
+    assert_int_equal(watch_until(wb, lacks, "127.0.0.1:9001", 10000, &v3), 1);
+    assert_true(v3 > v2);
     ts_destroy(rep);
-    ts_cancel(w);
-    ts_destroy(w);
+    ts_cancel(wa);
+    ts_destroy(wa);
+    ts_cancel(wb);
+    ts_destroy(wb);
     tc_close(ca);
     tc_close(cb);
 }
