@@ -3,8 +3,9 @@
  * pkg-config and with find_package). It prints the path of the object that
  * holds lookaside_version, so the test can tell which library it ran with
  * (the staged .so, or the executable itself when linked statically), and
- * checks that the library's version is the one the build system reported
- * (EXPECTED_VERSION, from pkg-config --modversion or lookaside_VERSION). */
+ * checks that the library's and the header's versions are the one the build
+ * system reported (EXPECTED_VERSION, from pkg-config --modversion or
+ * lookaside_VERSION). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
@@ -21,9 +22,10 @@ int main(void)
     }
     printf("lookaside_version from %s\n", info.dli_fname);
     printf("version %s\n", lookaside_version());
-    if (strcmp(lookaside_version(), EXPECTED_VERSION) != 0) {
-        fprintf(stderr, "consumer: library says %s, the package %s\n", lookaside_version(),
-                EXPECTED_VERSION);
+    if (strcmp(lookaside_version(), EXPECTED_VERSION) != 0 ||
+        strcmp(LOOKASIDE_VERSION_STR, EXPECTED_VERSION) != 0) {
+        fprintf(stderr, "consumer: library %s, header %s, package %s\n", lookaside_version(),
+                LOOKASIDE_VERSION_STR, EXPECTED_VERSION);
         return 1;
     }
     if (strcmp(lookaside_status_str(LOOKASIDE_EINVAL), "ok") == 0) {
