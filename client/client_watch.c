@@ -86,7 +86,8 @@ static size_t preserve_plan(la_service *svc, const struct entry *e, size_t ne)
         base++;
         gone += b->dropped;
     }
-    size_t keep = gone > base / 2 ? gone - base / 2 : 0, kept = 0;
+    size_t allowed = (base + 1) / 2; /* half, rounded up: one of one may go */
+    size_t keep = gone > allowed ? gone - allowed : 0, kept = 0;
     for (int pass = 0; pass < 2 && kept < keep; pass++)
         for (size_t j = 0; j < svc->n && kept < keep; j++) {
             la_backend *b = svc->list[j];

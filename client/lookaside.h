@@ -78,9 +78,9 @@
  * current version confirms the list in use without touching its backends; a
  * heartbeat for another version is ignored.
  *
- * Self-preservation (after Eureka's): a new list may remove at most half
- * (rounded down) of the currently listed serving backends whose channels
- * are not failing. When a list would remove more at once without their
+ * Self-preservation (after Eureka's, and the balancer's own rule): a new
+ * list may remove at most half (rounded up, so a lone backend may leave) of
+ * the currently listed serving backends whose channels are not failing. When a list would remove more at once without their
  * being drained first (a partition between balancer and backends, an
  * expired lease, a balancer that lost its state), the client keeps the
  * excess, preferring connected ones; kept backends are still picked, and
