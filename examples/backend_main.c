@@ -126,8 +126,11 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_LOG:
             lvl = log_level_parse(optarg);
             ok = lvl >= 0;
-            if (ok)
+            if (ok) {
                 log_set_level((enum log_level)lvl);
+                /* liblookaside.so has its own logger: tell it too. */
+                lookaside_log_set((lookaside_log_level)lvl, NULL, NULL);
+            }
             break;
         case F_TLS0:
         case F_TLS0 + 1:
