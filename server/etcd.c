@@ -18,7 +18,7 @@
 
 #define ETCD_MAX_ENDPOINTS 16
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
+#define BACKOFF_MAX_MS 1000
 
 enum { EC_SEND, EC_RECV, EC_STATUS, EC_KINDS };
 
@@ -751,7 +751,10 @@ void etcd_config_default(etcd_config *c)
     c->prefix = "/lookaside/";
     c->lease_ttl_s = 10;
     c->max_recv_bytes = 64u << 20;
-    c->call_timeout_ms = 5000;
+    /* A write to a member without a leader waits for the election (about a
+     * second) or for etcd's own 7 s limit: give up sooner and retry (puts
+     * are idempotent). */
+    c->call_timeout_ms = 2000;
 }
 
 static char *read_file(const char *path, char *err, size_t errlen)

@@ -18,7 +18,7 @@
  *
  * Endpoints: a comma-separated list of HOST:PORT; the client uses one at a
  * time and moves to the next when a call or stream fails, retrying with
- * backoff (100 ms doubling to 2 s). TLS when a CA file is given (client
+ * backoff (100 ms doubling to 1 s). TLS when a CA file is given (client
  * certificate and key optional, together).
  *
  * Hostile input: keys and values from etcd are handed to the owner as bytes

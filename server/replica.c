@@ -17,7 +17,8 @@
 #define NBUCKETS 4096
 #define KEY_MAX 512
 #define VALUE_MAX 1024
-#define RETRY_MS 500
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 2000
 
 /* A key this replica owns (or owned and still has to delete). */
 typedef struct owned {
@@ -61,6 +62,7 @@ struct replica {
     uint64_t admin_timer;
     uint64_t flush_timer;
     int64_t flush_at;
+    int64_t retry_ms;            /* after a failed write; doubles while etcd fails */
 };
 
 static uint32_t key_hash(const char *s)
@@ -221,9 +223,11 @@ static void write_done(void *arg, bool ok, int64_t revision)
     r->inflight--;
     if (!ok) {
         o->dirty = true;
-        schedule_flush(r, clock_mono_ms() + RETRY_MS);
+        schedule_flush(r, clock_mono_ms() + r->retry_ms);
+        r->retry_ms = r->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : r->retry_ms * 2;
         return;
     }
+    r->retry_ms = RETRY_MIN_MS;
     if (o->forget && !o->dirty) {
         own_remove(r, o);
         return;
@@ -258,7 +262,7 @@ static void flush(replica *r)
                 !o->present ? etcd_delete_owned(r->etcd, o->key, write_done, o)
                             : etcd_put(r->etcd, o->key, o->val, o->vlen, o->leased, write_done, o);
             if (st != LOOKASIDE_OK) {
-                next = now + RETRY_MS < next ? now + RETRY_MS : next;
+                next = now + r->retry_ms < next ? now + r->retry_ms : next;
                 continue;
             }
             o->dirty = false;
@@ -630,6 +634,7 @@ lookaside_status replica_create(loop *l, registry *reg, const replica_config *cf
     r->prefix_len = strlen(cfg->prefix);
     memcpy(r->prefix, cfg->prefix, r->prefix_len + 1);
     r->weight_min_ms = cfg->weight_min_interval_ms;
+    r->retry_ms = RETRY_MIN_MS;
     r->max_inflight = cfg->max_inflight ? cfg->max_inflight : 1;
     char host[64] = "?";
     gethostname(host, sizeof host - 1);
