@@ -597,12 +597,88 @@ static void test_kill_etcd_leader(void **state)
     lookaside_reporter_destroy(y);
 }
 
+/* etcd's current revision (every write adds one), -1 on failure. */
+static long long etcd_revision(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd,
+             "ETCDCTL_API=3 etcdctl --endpoints %s --command-timeout=2s get "
+             "/lookaside/no-such-key -w json 2>/dev/null",
+             F.ep);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return -1;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    pclose(f);
+    buf[n] = '\0';
+    const char *p = strstr(buf, "\"revision\":");
+    return p ? atoll(p + strlen("\"revision\":")) : -1;
+}
+
+#define N_LOAD 20
+
+/* Load reports are not etcd writes: 20 backends reporting every second at
+ * A, with different steady loads, through slow start and after it. etcd
+ * sees a backend's weight only when its published weight moves, at most
+ * once per second per backend. */
+static void test_weight_writes(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    lookaside_reporter *rep[N_LOAD];
+    for (int i = 0; i < N_LOAD; i++) {
+        char addr[32];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", 9400 + i);
+        rep[i] = reporter_at(F.a.addr, "load", addr);
+        lookaside_load ld = {.cpu_utilization = 0.2 + 0.03 * i, .rps = 100 + 10 * i};
+        lookaside_reporter_set_load(rep[i], &ld);
+    }
+    assert_true(wait_listed(F.b.addr, "load", "127.0.0.1:9419", true, 10000));
+    uint64_t sent0 = 0, sent1 = 0, sent2 = 0;
+    lookaside_reporter_info ri;
+    long long r0 = etcd_revision();
+    for (int i = 0; i < N_LOAD; i++) {
+        lookaside_reporter_info_get(rep[i], &ri);
+        sent0 += ri.loads_sent;
+    }
+    h_sleep_ms(12000);   /* slow start (10 s) and smoothing */
+    long long r1 = etcd_revision();
+    for (int i = 0; i < N_LOAD; i++) {
+        lookaside_reporter_info_get(rep[i], &ri);
+        sent1 += ri.loads_sent;
+    }
+    h_sleep_ms(5000);    /* steady */
+    long long r2 = etcd_revision();
+    for (int i = 0; i < N_LOAD; i++) {
+        lookaside_reporter_info_get(rep[i], &ri);
+        sent2 += ri.loads_sent;
+    }
+    assert_true(r0 > 0 && r1 >= r0 && r2 >= r1);
+    printf("FIGURE %d backends reporting every second at A: during slow start %lld etcd writes "
+           "for %llu load reports (%.1f %%); steady %lld writes for %llu reports (%.1f %%)\n",
+           N_LOAD, r1 - r0, (unsigned long long)(sent1 - sent0),
+           100.0 * (double)(r1 - r0) / (double)(sent1 - sent0 + !(sent1 - sent0)), r2 - r1,
+           (unsigned long long)(sent2 - sent1),
+           100.0 * (double)(r2 - r1) / (double)(sent2 - sent1 + !(sent2 - sent1)));
+    /* The cap: at most one weight write per backend per second, whatever
+     * the report rate; the window is 17 s. */
+    assert_true(sent2 - sent0 > 0);
+    assert_true(r2 - r0 <= (long long)N_LOAD * (17 + 1));
+    for (int i = 0; i < N_LOAD; i++) {
+        assert_int_equal(lookaside_reporter_stop(rep[i], 3000), LOOKASIDE_OK);
+        lookaside_reporter_destroy(rep[i]);
+    }
+    assert_true(wait_listed(F.b.addr, "load", "127.0.0.1:9419", false, 10000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_register_and_drain_across_replicas),
         cmocka_unit_test(test_kill_replica),
         cmocka_unit_test(test_etcd_outage),
+        cmocka_unit_test(test_weight_writes),
     };
     const struct CMUnitTest cluster_tests[] = {
         cmocka_unit_test(test_kill_etcd_leader),
