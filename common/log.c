@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <grpc/support/log.h>
+
 #define REC_MAX 2048        /* one record, newline included */
 #define SITE_SLOTS 512      /* rate-limit table: bounded whatever the input */
 #define SAMPLE_MAX 200      /* how much of a suppressed record a summary quotes */
@@ -321,6 +323,18 @@ static void log_v(const void *key, enum log_level lvl, const char *module, const
     }
     pthread_mutex_unlock(&g_mu);
 }
+
+static void from_grpc(gpr_log_func_args *a)
+{
+    enum log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR  ? LA_LOG_ERROR
+                         : a->severity == GPR_LOG_SEVERITY_INFO ? LA_LOG_INFO
+                                                                : LA_LOG_DEBUG;
+    const char *base = a->file ? strrchr(a->file, '/') : NULL;
+    log_msg_key(a->file, lvl, "grpc", "%s:%d: %s", base ? base + 1 : a->file ? a->file : "?",
+                a->line, a->message ? a->message : "");
+}
+
+void log_capture_grpc(void) { gpr_set_log_function(from_grpc); }
 
 void log_msg(enum log_level lvl, const char *module, const char *fmt, ...)
 {

@@ -64,6 +64,12 @@ void log_msg_key(const void *key, enum log_level lvl, const char *module, const 
 typedef void (*log_sink_fn)(void *arg, enum log_level lvl, const char *module, const char *msg);
 void log_set_sink(log_sink_fn fn, void *arg);
 
+/* Routes gRPC core's own log lines (gpr_log) through this logger as module
+ * "grpc" (rate limit per source file), so that `--log-format json` output
+ * stays one object per line. Process-wide: for programs (call before
+ * grpc_init), never from a library. */
+void log_capture_grpc(void);
+
 /* Test hooks: the descriptor records go to (default 2) and the monotonic
  * millisecond clock the rate limit uses (NULL restores the real one). */
 void log_set_fd(int fd);

@@ -473,6 +473,7 @@ int main(int argc, char **argv)
         tls_server_destroy(sec.tls);
         return 1;
     }
+    log_capture_grpc();   /* gRPC's own lines in our format (json stays json) */
     grpc_init();
     if (loop_create(&l) != LOOKASIDE_OK)
         goto out;

@@ -532,6 +532,51 @@ static void test_silent_streams_time_out(void **state)
     tc_close(c);
 }
 
+/* ------------------------------------------------------------ JSON logs */
+
+/* --log-format json: every line the server writes (gRPC core's included)
+ * is one object with the stable keys in order and no raw control bytes
+ * (escaping itself is unit-tested in tests/common/test_log.c). */
+static void test_json_log_lines(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"--log-format", "json", "--log-level", "debug", NULL};
+    server_up(extra);
+    tclient *c = tc_connect(g.srv.addr);
+    wire watch = {0};
+    w_len(&watch, 1, HOSTILE, sizeof HOSTILE - 1);   /* a refusal line */
+    char *details = NULL;
+    tc_unary_raw(c, M_GET, watch.b, watch.n, &details, 10000);
+    free(details);
+    assert_int_equal(get_list(c, "web"), GRPC_STATUS_OK);
+    tc_close(c);
+    assert_int_equal(h_stop(&g.srv), 0);
+    FILE *f = fopen(g.srv.log, "r");
+    assert_non_null(f);
+    char line[4096];
+    size_t n = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        bool ok = len > 2 && line[len - 1] == '\n' && strncmp(line, "{\"ts\":\"", 7) == 0 &&
+                  strstr(line, "\",\"level\":\"") && strstr(line, "\",\"module\":\"") &&
+                  strstr(line, "\",\"msg\":\"") && strcmp(line + len - 3, "\"}\n") == 0;
+        for (size_t i = 0; ok && i + 1 < len; i++)
+            ok = (unsigned char)line[i] >= 0x20;
+        if (!ok) {
+            fprintf(stderr, "not a JSON log line: %s", line);
+            h_log_dump(&g.srv);
+        }
+        assert_true(ok);
+        n++;
+    }
+    fclose(f);
+    assert_true(n >= 3);   /* listening, the refusal, stopped at least */
+    assert_true(h_log_has(&g.srv, "\"level\":\"info\",\"module\":\"main\",\"msg\":\"listening on"));
+    assert_true(h_log_has(&g.srv, "\"level\":\"warn\",\"module\":\"rpc\""));
+    g.srv.pid = 0;
+    h_rmdir(g.dir);
+}
+
 /* ------------------------------------------------------------- SIGTERM */
 
 static void test_sigterm_with_idle_client(void **state)
@@ -566,6 +611,7 @@ int main(void)
         cmocka_unit_test_teardown(test_balanceload_random_bytes, server_down),
         cmocka_unit_test_teardown(test_sigterm_with_idle_client, server_down),
         cmocka_unit_test_teardown(test_silent_streams_time_out, server_down),
+        cmocka_unit_test_teardown(test_json_log_lines, server_down),
         cmocka_unit_test_teardown(test_half_open_calls_bounded, server_down),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
