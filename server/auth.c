@@ -469,6 +469,10 @@ static void cert_identity(grpc_call *call, auth_peer *p)
         !first_property(ctx, GRPC_PEER_DNS_PROPERTY_NAME, p->cert_id, sizeof p->cert_id) &&
         !first_property(ctx, GRPC_X509_CN_PROPERTY_NAME, p->cert_id, sizeof p->cert_id))
         p->cert_id[0] = '\0';
+    /* "token:" names token identities (auth_identity): a certificate must
+     * not be able to pass for one and take over what a token registered. */
+    if (strncmp(p->cert_id, "token:", 6) == 0)
+        p->cert_id[0] = '\0';
     grpc_auth_context_release(ctx);
 }
 
