@@ -4,7 +4,8 @@
 # temporary prefix, MOVES the staged tree (an installed liblookaside must
 # not depend on where it was installed), then builds and runs the consumer
 # program (consumer/) against it both ways an application would:
-#   1. pkg-config --cflags --libs lookaside (PKG_CONFIG_PATH=<moved>/...)
+#   1. pkg-config --cflags --libs lookaside (PKG_CONFIG_PATH=<moved>/...),
+#      and --static with the archive
 #   2. find_package(lookaside): lookaside::lookaside and
 #      lookaside::lookaside_static
 # and checks that each program really ran the staged library (or, static,
@@ -61,6 +62,20 @@ cat "$TMP/pc.out"
 from=$(sed -n 's/^lookaside_version from //p' "$TMP/pc.out")
 [ "$(real "$from")" = "$(real "$so")" ] || fail "pkg-config consumer ran $from, not $so"
 
+# 1b. pkg-config --static: Libs.private and Requires.private are enough to
+# link the archive (-l:liblookaside.a picks it over the .so)
+slibs=$(pkg-config --static --libs lookaside | sed 's/-llookaside\b/-l:liblookaside.a/')
+# shellcheck disable=SC2086
+"$CC" -std=c11 -Wall -Wextra -Werror $EXTRA -DEXPECTED_VERSION="\"$ver\"" \
+    "$HERE/consumer/consumer.c" $cflags $slibs -o "$TMP/pc_static_consumer"
+if readelf -d "$TMP/pc_static_consumer" | grep -q 'NEEDED.*liblookaside'; then
+    fail "pkg-config --static consumer needs liblookaside.so"
+fi
+"$TMP/pc_static_consumer" >"$TMP/pcs.out" || fail "pkg-config --static consumer: $(cat "$TMP/pcs.out")"
+grep -q "lookaside_version from .*pc_static_consumer" "$TMP/pcs.out" ||
+    fail "pkg-config --static consumer: lookaside_version is not in the executable"
+echo "pkg-config --static: ok ($slibs)"
+
 # 2. find_package, from the moved tree
 "$CMAKE" -S "$HERE/consumer" -B "$TMP/cbuild" -DCMAKE_PREFIX_PATH="$P" \
     -DCMAKE_C_COMPILER="$CC" -DCMAKE_C_FLAGS="-Wall -Wextra -Werror $EXTRA" \
@@ -79,4 +94,4 @@ if readelf -d "$TMP/cbuild/consumer_static" | grep -q 'NEEDED.*liblookaside'; th
 fi
 grep -q "lookaside_version from .*consumer_static" "$TMP/static.out" ||
     fail "consumer_static: lookaside_version is not in the executable"
-echo "install: ok (pkg-config, find_package shared and static, from a moved tree)"
+echo "install: ok (pkg-config shared and static, find_package shared and static, from a moved tree)"
