@@ -709,6 +709,37 @@ lookaside_status etcd_put(etcd *e, const char *key, const uint8_t *value, size_t
                        &etcdserverpb__put_response__descriptor, false, done, arg);
 }
 
+lookaside_status etcd_put_many(etcd *e, const etcd_put_op *ops, size_t n, bool with_lease,
+                               etcd_done_fn done, void *arg)
+{
+    if (with_lease && e->lease == 0)
+        return LOOKASIDE_ESHUTDOWN;
+    if (n == 0 || n > ETCD_MAX_TXN_OPS)
+        return LOOKASIDE_EINVAL;
+    Etcdserverpb__PutRequest puts[ETCD_MAX_TXN_OPS];
+    Etcdserverpb__RequestOp req[ETCD_MAX_TXN_OPS];
+    Etcdserverpb__RequestOp *reqp[ETCD_MAX_TXN_OPS];
+    for (size_t i = 0; i < n; i++) {
+        Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+        p.key.data = (uint8_t *)ops[i].key;
+        p.key.len = strlen(ops[i].key);
+        p.value.data = (uint8_t *)ops[i].value;
+        p.value.len = ops[i].value_len;
+        p.lease = with_lease ? e->lease : 0;
+        puts[i] = p;
+        Etcdserverpb__RequestOp op = ETCDSERVERPB__REQUEST_OP__INIT;
+        op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+        op.request_put = &puts[i];
+        req[i] = op;
+        reqp[i] = &req[i];
+    }
+    Etcdserverpb__TxnRequest rq = ETCDSERVERPB__TXN_REQUEST__INIT;
+    rq.n_success = n;
+    rq.success = reqp;
+    return start_write(e, "/etcdserverpb.KV/Txn", &rq.base,
+                       &etcdserverpb__txn_response__descriptor, true, done, arg);
+}
+
 lookaside_status etcd_delete_owned(etcd *e, const char *key, etcd_done_fn done, void *arg)
 {
     Etcdserverpb__Compare cmp = ETCDSERVERPB__COMPARE__INIT;

@@ -100,6 +100,20 @@ typedef void (*etcd_done_fn)(void *arg, bool ok, int64_t revision);
  * exactly once unless this returns an error. */
 lookaside_status etcd_put(etcd *e, const char *key, const uint8_t *value, size_t value_len,
                           bool with_lease, etcd_done_fn done, void *arg);
+/* One put of etcd_put_many (borrowed for the call). */
+typedef struct etcd_put_op {
+    const char *key;
+    const uint8_t *value;
+    size_t value_len;
+} etcd_put_op;
+
+/* etcd's default --max-txn-ops is 128; stay well under it. */
+#define ETCD_MAX_TXN_OPS 64
+
+/* Puts ops[0..n) (1 <= n <= ETCD_MAX_TXN_OPS) in one transaction: one
+ * revision, all or nothing. Otherwise as etcd_put. */
+lookaside_status etcd_put_many(etcd *e, const etcd_put_op *ops, size_t n, bool with_lease,
+                               etcd_done_fn done, void *arg);
 /* Deletes key only while it is attached to our current lease (a Txn
  * comparing the lease), so a key another replica has taken over is left
  * alone. done as for etcd_put (ok true when nothing was ours to delete). */

@@ -31,7 +31,6 @@ typedef struct owned {
     bool weight_only;           /* the pending change is only a weight */
     bool in_flight;
     bool forget;                /* drop the entry once its write completes */
-    int64_t last_write_ms;
     replica *r;
     struct owned *hnext;
 } owned;
@@ -63,6 +62,7 @@ struct replica {
     uint64_t flush_timer;
     int64_t flush_at;
     int64_t retry_ms;            /* after a failed write; doubles while etcd fails */
+    int64_t weight_due;          /* next round of weight-only writes */
 };
 
 static uint32_t key_hash(const char *s)
@@ -214,64 +214,173 @@ static void schedule_flush(replica *r, int64_t at)
     r->flush_timer = loop_timer_add(r->l, at, on_flush, r);
 }
 
-static void write_done(void *arg, bool ok, int64_t revision)
+/* A write of o completed; false when it must be retried. */
+static void entry_done(replica *r, owned *o, bool ok)
 {
-    (void)revision;
-    owned *o = arg;
-    replica *r = o->r;
     o->in_flight = false;
-    r->inflight--;
     if (!ok) {
         o->dirty = true;
+        return;
+    }
+    if (o->forget && !o->dirty)
+        own_remove(r, o);
+}
+
+/* After a write call: retry failures with backoff, go on with what changed
+ * while it was in flight. */
+static void call_done(replica *r, bool ok)
+{
+    r->inflight--;
+    if (!ok) {
         schedule_flush(r, clock_mono_ms() + r->retry_ms);
         r->retry_ms = r->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : r->retry_ms * 2;
         return;
     }
     r->retry_ms = RETRY_MIN_MS;
-    if (o->forget && !o->dirty) {
-        own_remove(r, o);
-        return;
+    schedule_flush(r, clock_mono_ms());
+}
+
+static void write_done(void *arg, bool ok, int64_t revision)
+{
+    (void)revision;
+    owned *o = arg;
+    replica *r = o->r;
+    entry_done(r, o, ok);
+    call_done(r, ok);
+}
+
+/* Registrations of one service written in one transaction. */
+typedef struct batch {
+    replica *r;
+    size_t n;
+    owned *o[];
+} batch;
+
+static void batch_done(void *arg, bool ok, int64_t revision)
+{
+    (void)revision;
+    batch *b = arg;
+    replica *r = b->r;
+    for (size_t i = 0; i < b->n; i++)
+        entry_done(r, b->o[i], ok);
+    free(b);
+    call_done(r, ok);
+}
+
+static void mark_sent(owned *o)
+{
+    o->dirty = false;
+    o->weight_only = false;
+    o->in_flight = true;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp((*(owned *const *)a)->key, (*(owned *const *)b)->key);
+}
+
+/* Same service: keys equal up to their last '/' (addresses have none). */
+static bool same_service(const owned *a, const owned *b)
+{
+    size_t la = (size_t)(strrchr(a->key, '/') - a->key);
+    size_t lb = (size_t)(strrchr(b->key, '/') - b->key);
+    return la == lb && memcmp(a->key, b->key, la) == 0;
+}
+
+/* Sends puts[0..n) (sorted by key) as one transaction per service of at
+ * most ETCD_MAX_TXN_OPS keys. Returns the time to try again (INT64_MAX:
+ * nothing left). */
+static int64_t send_batches(replica *r, owned **puts, size_t n, int64_t now)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (r->inflight >= r->max_inflight)
+            return now + 10;
+        size_t j = i + 1;
+        while (j < n && j - i < ETCD_MAX_TXN_OPS && same_service(puts[i], puts[j]))
+            j++;
+        batch *b = malloc(sizeof *b + (j - i) * sizeof b->o[0]);
+        etcd_put_op ops[ETCD_MAX_TXN_OPS];
+        if (b == NULL)
+            return now + r->retry_ms;
+        b->r = r;
+        b->n = j - i;
+        for (size_t k = i; k < j; k++) {
+            b->o[k - i] = puts[k];
+            ops[k - i] = (etcd_put_op){puts[k]->key, puts[k]->val, puts[k]->vlen};
+        }
+        if (etcd_put_many(r->etcd, ops, b->n, true, batch_done, b) != LOOKASIDE_OK) {
+            free(b);
+            return now + r->retry_ms;
+        }
+        for (size_t k = i; k < j; k++)
+            mark_sent(puts[k]);
+        r->inflight++;
+        i = j;
     }
-    if (o->dirty)
-        schedule_flush(r, clock_mono_ms());
+    return INT64_MAX;
 }
 
 /* Writes every dirty key that may be written now (membership at once,
- * weights rate-capped per key), at most max_inflight at a time. */
+ * weights in rounds): registrations batched per service,
+ * deletes and operator requests one by one; at most max_inflight calls. */
 static void flush(replica *r)
 {
     int64_t now = clock_mono_ms();
     int64_t next = INT64_MAX;
+    owned **puts = NULL;
+    size_t np = 0, cap = 0;
+    /* Weight-only changes go out in rounds, every weight_min_ms at most,
+     * all together: one transaction per service per round. */
+    bool weight_round = now >= r->weight_due;
+    if (weight_round)
+        r->weight_due = now + r->weight_min_ms;
     for (size_t i = 0; i < NBUCKETS; i++) {
         for (owned *o = r->own[i], *nx; o; o = nx) {
             nx = o->hnext;
             if (!o->dirty || o->in_flight)
                 continue;
-            if (o->present && o->weight_only && now - o->last_write_ms < r->weight_min_ms) {
-                int64_t at = o->last_write_ms + r->weight_min_ms;
-                next = at < next ? at : next;
+            if (o->present && o->weight_only && !weight_round) {
+                next = r->weight_due < next ? r->weight_due : next;
+                continue;
+            }
+            if (o->present && o->leased) {
+                if (etcd_lease(r->etcd) == 0)
+                    continue;   /* on_lease flushes */
+                if (np == cap) {
+                    size_t nc = cap ? cap * 2 : 64;
+                    owned **g = realloc(puts, nc * sizeof *g);
+                    if (g == NULL) {
+                        next = now + r->retry_ms < next ? now + r->retry_ms : next;
+                        continue;
+                    }
+                    puts = g;
+                    cap = nc;
+                }
+                puts[np++] = o;
                 continue;
             }
             if (r->inflight >= r->max_inflight) {
-                next = now + 10;
+                next = now + 10 < next ? now + 10 : next;
                 continue;
             }
-            if (o->present && o->leased && etcd_lease(r->etcd) == 0)
-                continue;   /* on_lease flushes */
             lookaside_status st =
                 !o->present ? etcd_delete_owned(r->etcd, o->key, write_done, o)
-                            : etcd_put(r->etcd, o->key, o->val, o->vlen, o->leased, write_done, o);
+                            : etcd_put(r->etcd, o->key, o->val, o->vlen, false, write_done, o);
             if (st != LOOKASIDE_OK) {
                 next = now + r->retry_ms < next ? now + r->retry_ms : next;
                 continue;
             }
-            o->dirty = false;
-            o->weight_only = false;
-            o->in_flight = true;
-            o->last_write_ms = now;
+            mark_sent(o);
             r->inflight++;
         }
     }
+    if (np > 0) {
+        qsort(puts, np, sizeof *puts, key_cmp);
+        int64_t again = send_batches(r, puts, np, now);
+        next = again < next ? again : next;
+    }
+    free(puts);
     if (next != INT64_MAX)
         schedule_flush(r, next);
 }
@@ -332,7 +441,7 @@ static void mirror_put(void *arg, const reg_backend *b)
     o->forget = false;
     o->weight_only = (o->dirty ? o->weight_only : true) && weight_only;
     o->dirty = true;
-    schedule_flush(r, o->weight_only ? o->last_write_ms + r->weight_min_ms : clock_mono_ms());
+    schedule_flush(r, o->weight_only ? r->weight_due : clock_mono_ms());
 }
 
 static void mirror_delete(void *arg, const char *service, const char *address)

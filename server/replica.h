@@ -7,9 +7,17 @@
  * this replica's lease, so they leave etcd when this replica dies unless
  * their reporters re-register elsewhere first (which re-puts the key with
  * the new replica's lease). Membership, zone, drain and override changes are
- * written at once; a change of the published weight alone is written at
- * most once per weight_min_interval_ms per backend (never per load report).
- * Deletes are conditional on the key still carrying this replica's lease.
+ * written at once; changes of the published weight alone (never per load
+ * report: only when the registry publishes a moved weight) wait for the next
+ * round, at most one per weight_min_interval_ms. Puts of one service go out
+ * as one transaction (up to ETCD_MAX_TXN_OPS keys, one revision). Deletes
+ * are conditional on the key still carrying this replica's lease.
+ *
+ * Operators: a drain or override through this replica's Admin of a backend
+ * another replica owns is written as a plain key <prefix>admin/<service>/
+ * <address>; the owner applies it (so it reaches its own key and every
+ * replica) and deletes it. A request waiting for an owner is applied when
+ * the backend registers at a replica.
  *
  * In: every key under the prefix is listed and watched (etcd.h); backends
  * owned by other replicas go into the registry as remote backends
@@ -40,7 +48,7 @@ typedef struct replica_config {
     const char *prefix;                 /* --etcd-prefix (default "/lookaside/") */
     const char *ca_file, *cert_file, *key_file;   /* TLS to etcd (optional) */
     int64_t lease_ttl_s;                /* default 10 */
-    int64_t weight_min_interval_ms;     /* per backend; default 1000 */
+    int64_t weight_min_interval_ms;     /* weight-only write rounds; default 1000 */
     size_t max_inflight;                /* concurrent writes; default 256 */
 } replica_config;
 
