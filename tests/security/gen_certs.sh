@@ -12,6 +12,7 @@
 #   dnsonly.crt      DNS:dns-client.test, no URI          (identity from the DNS SAN)
 #   wrongsan.crt     URI spiffe://test/not-in-policy      (a valid cert the policy does not name)
 #   backend.crt      URI spiffe://test/backend-smoke, DNS localhost (demo backend: serves and reports)
+#   tokenuri.crt     URI token:adm                        (tries to pass for the token "adm")
 #   expired.crt      URI spiffe://test/client-web, expired in 2020
 #   otherca.crt      URI spiffe://test/client-web, signed by ca2
 set -eu
@@ -43,6 +44,7 @@ leaf admin ca "URI:spiffe://test/admin"
 leaf dnsonly ca "DNS:dns-client.test"
 leaf wrongsan ca "URI:spiffe://test/not-in-policy"
 leaf backend ca "URI:spiffe://test/backend-smoke,DNS:localhost"
+leaf tokenuri ca "URI:token:adm"
 leaf otherca ca2 "URI:spiffe://test/client-web"
 # Expired: `openssl ca` is the CLI that takes explicit validity dates.
 key expired

@@ -371,6 +371,10 @@ static void test_permissions(void **state)
     ts_destroy(lb);
     /* A valid certificate the policy does not name: identified, no rights. */
     assert_int_equal(get_list(unknown, "web", NULL), GRPC_STATUS_PERMISSION_DENIED);
+    /* A certificate naming itself like a token identity is no identity. */
+    tclient *fake = tls_client(&g_mtls, "ca.crt", "tokenuri.crt", NULL, NULL);
+    assert_int_equal(set_drain(fake, "web", "127.0.0.1:7001"), GRPC_STATUS_UNAUTHENTICATED);
+    tc_close(fake);
     /* Identity from the DNS SAN when there is no URI SAN: watch:*. */
     assert_int_equal(get_list(dns, "anything", NULL), GRPC_STATUS_OK);
     assert_int_equal(list_services(dns), GRPC_STATUS_OK);
