@@ -191,10 +191,11 @@ static grant *parse_policy_line(char **w, int nw, const char **why)
 }
 
 /* Reads lines of whitespace-separated words; calls fn for each non-empty,
- * non-comment line. */
+ * non-comment line. '#' starts a comment anywhere when inline_comments, else
+ * only at the start of a line (the token file: a credential may hold '#'). */
 static lookaside_status read_words(const char *path, policy *p,
                                    grant *(*fn)(char **w, int nw, const char **why),
-                                   char *err, size_t errlen)
+                                   bool inline_comments, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
@@ -215,14 +216,19 @@ static lookaside_status read_words(const char *path, policy *p,
             st = LOOKASIDE_EINVAL;
             break;
         }
-        char *hash = strchr(line, '#');
+        char *hash = inline_comments ? strchr(line, '#') : line[0] == '#' ? line : NULL;
         if (hash)
             *hash = '\0';
         char *w[64];
         int nw = 0;
-        for (char *save = NULL, *t = strtok_r(line, " \t\r\n", &save); t && nw < 64;
-             t = strtok_r(NULL, " \t\r\n", &save))
+        char *save = NULL, *t = strtok_r(line, " \t\r\n", &save);
+        for (; t && nw < 64; t = strtok_r(NULL, " \t\r\n", &save))
             w[nw++] = t;
+        if (t != NULL) {
+            snprintf(err, errlen, "%s:%d: more than 64 words", path, lineno);
+            st = LOOKASIDE_EINVAL;
+            break;
+        }
         if (nw == 0)
             continue;
         const char *why = "bad line";
@@ -273,9 +279,9 @@ static lookaside_status policy_load(const auth *a, policy **out, char *err, size
         return LOOKASIDE_ENOMEM;
     lookaside_status st = LOOKASIDE_OK;
     if (a->policy_file)
-        st = read_words(a->policy_file, p, parse_policy_line, err, errlen);
+        st = read_words(a->policy_file, p, parse_policy_line, true, err, errlen);
     if (st == LOOKASIDE_OK && a->token_file)
-        st = read_words(a->token_file, p, parse_token_line, err, errlen);
+        st = read_words(a->token_file, p, parse_token_line, false, err, errlen);
     if (st != LOOKASIDE_OK) {
         policy_free(p);
         return st;

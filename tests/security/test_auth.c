@@ -162,6 +162,12 @@ static void test_bad_policies(void **state)
         "token t sha256:0000000000000000000000000000000000000000000000000000000000000000 admin\n",
         "user x admin\n",                          /* unknown principal */
         "anonymous\n",
+        "id x watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a "
+        "watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a "
+        "watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a "
+        "watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a "
+        "watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a "
+        "watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a watch:a\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[300] = "";
@@ -185,7 +191,7 @@ static void test_report_token_file(void **state)
     (void)state;
     char err[300] = "";
     auth *a = NULL;
-    const char *path = write_file("# svc cred\nweb s3cret\n* any-service\n");
+    const char *path = write_file("# svc cred\nweb s3cret\n* any-service\napi with#hash\n");
     assert_int_equal(auth_create(AUTH_MODE_PROTECTED, NULL, path, &a, err, sizeof err),
                      LOOKASIDE_OK);
     unlink(path);
@@ -200,6 +206,8 @@ static void test_report_token_file(void **state)
     assert_int_equal(auth_check(a, &good, AUTH_PERM_REPORT, "api"), LOOKASIDE_EPERM);
     assert_int_equal(auth_check(a, &all, AUTH_PERM_REPORT, "api"), LOOKASIDE_OK);
     assert_int_equal(auth_check(a, &longer, AUTH_PERM_REPORT, "web"), LOOKASIDE_EUNAUTH);
+    auth_peer hashed = peer("127.0.0.1", NULL, "with#hash");   /* '#' inside a credential */
+    assert_int_equal(auth_check(a, &hashed, AUTH_PERM_REPORT, "api"), LOOKASIDE_OK);
     auth_destroy(a);
 }
 
