@@ -612,6 +612,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     METRIC_INC(http_requests);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         *upload_data_size = 0;
+        log_warn("http", "%.16s %.200s refused: only GET and HEAD", method, url);
         return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
     route rt = find_route(url);
@@ -653,6 +654,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                      buf, len);
     case R_NONE: break;
     }
+    log_info("http", "GET %.200s: not found", url);
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
                       "not found (/, /metrics, /healthz, /readyz, /api/status)\n");
 }

@@ -165,8 +165,9 @@ def test_access(tmp):
     m = re.search(r"^lookaside_http_refused_total (\d+)$", body, re.M)
     check(m and int(m.group(1)) >= 9, "refusals are counted in lookaside_http_refused_total")
     check(stop(p) == 0, "server exits 0")
-    check(log_match(os.path.join(tmp, "server.log"), r"refused: needs watch:\* or admin"),
-          "refusals are logged")
+    for pat in (r"refused: needs watch:\* or admin", r"refused: no credential",
+                r"POST /metrics refused: only GET and HEAD", r"GET /nope: not found"):
+        check(log_match(os.path.join(tmp, "server.log"), pat), f"logged: {pat}")
     # With TLS the endpoint speaks HTTPS with the server's certificate, and
     # the same permissions apply.
     openssl = shutil.which("openssl")
