@@ -26,8 +26,16 @@
  * How picks are made: each service has an immutable snapshot (the pickable
  * backends and a smooth-weighted-round-robin table over their weights) that
  * the background thread replaces atomically whenever anything changes. A
- * pick takes no lock: it reads the snapshot, advances a per-thread position
- * in the table and counts the call as in flight on the chosen backend.
+ * pick takes no lock: it reads the snapshot, takes the next entry of the
+ * table from a per-thread position and a second, random entry (both drawn
+ * by weight: weighted power of two choices), keeps the second only when it
+ * has fewer calls in flight relative to its weight (so with nothing in
+ * flight shares are exactly the weights, and a backend whose calls pile up
+ * - slow, or over its capacity before the balancer's weights say so - gets
+ * less at once), and counts the call as in flight on the chosen backend.
+ * In-flight counts are kept per group of threads (the calling thread's
+ * stripe): exact when one thread makes the calls, a per-thread sample
+ * otherwise.
  *
  * Which backends are pickable (in this order of preference):
  *  - never: backends not in the current list, DRAINING backends, weight 0;
@@ -317,8 +325,8 @@ struct lookaside_pick {
 };
 
 /* Chooses a backend for one RPC of service and fills *out. Lock-free: takes
- * no mutex, allocates nothing, makes no system call; about 15 ns on a
- * 10-backend service (bench_pick). Every successful
+ * no mutex, allocates nothing, makes no system call; a few tens of ns on
+ * a 10-backend service (bench_pick). Every successful
  * pick must be ended with exactly one lookaside_pick_done() (it counts as in
  * flight until then, which keeps the backend's channel open).
  * Returns LOOKASIDE_OK; LOOKASIDE_ENOTFOUND when the service is not watched;
