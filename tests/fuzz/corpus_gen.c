@@ -70,6 +70,7 @@ static void write_seed(const char *target, const char *name, const void *p, size
 /* ------------------------------------------------------- handler scripts */
 
 static const fz_set *g_set;
+static unsigned g_token;   /* FZ_AUTH: the token index the next calls present */
 
 static unsigned method(const char *path)
 {
@@ -80,10 +81,13 @@ static unsigned method(const char *path)
     exit(1);
 }
 
-static void open_call(buf *b, const char *path, const ProtobufCMessage *req)
+static void open_call(buf *b, unsigned slot, const char *path, const ProtobufCMessage *req)
 {
     u8(b, FZ_OP_OPEN);
+    u8(b, slot);
     u8(b, method(path));
+    if (g_set->flags & FZ_AUTH)
+        u8(b, g_token);
     if (req)
         pb_blob(b, req);
     else
@@ -99,10 +103,11 @@ static void send_done(buf *b, unsigned slot) { u8(b, FZ_OP_SEND_DONE); u8(b, slo
 static void tick_ms(buf *b, unsigned ms) { u8(b, FZ_OP_TICK); u16(b, ms); }
 static void tick(buf *b) { tick_ms(b, 10); }
 
-/* A Report stream in the next slot: register, then one load report. */
+/* A Report stream in slot (it comes from 127.0.0.(slot+1)): register, then
+ * one load report. */
 static void reporter(buf *b, unsigned slot, const char *svc, const char *addr, const char *zone)
 {
-    open_call(b, FZ_REPORT, NULL);
+    open_call(b, slot, FZ_REPORT, NULL);
     Lookaside__V1__Register reg = LOOKASIDE__V1__REGISTER__INIT;
     reg.service = (char *)svc;
     reg.address = (char *)addr;
@@ -142,13 +147,13 @@ static void drain_msg(buf *b, unsigned slot, bool draining)
     msg(b, slot, &r.base);
 }
 
-static void watch_req(buf *b, const char *path, const char *svc)
+static void watch_req(buf *b, unsigned slot, const char *path, const char *svc)
 {
     Lookaside__V1__WatchRequest w = LOOKASIDE__V1__WATCH_REQUEST__INIT;
     w.service = (char *)svc;
     w.client_zone = "zone-a";
     w.client_id = "fuzz";
-    open_call(b, path, &w.base);
+    open_call(b, slot, path, &w.base);
 }
 
 static void gen_report(void)
@@ -157,7 +162,7 @@ static void gen_report(void)
     buf b = {.n = 0};
     reporter(&b, 0, "web", "127.0.0.1:5000", "zone-a");
     reporter(&b, 1, "web", "[::1]:5001", "");
-    watch_req(&b, FZ_WATCH, "web");
+    watch_req(&b, 2, FZ_WATCH, "web");
     tick(&b);
     send_done(&b, 2);
     drain_msg(&b, 0, true);
@@ -165,7 +170,7 @@ static void gen_report(void)
     u8(&b, FZ_OP_HALFCLOSE);
     u8(&b, 1);
     tick(&b);
-    u8(&b, FZ_OP_RESTART);   /* every call ends: slots start at 0 again */
+    u8(&b, FZ_OP_RESTART);   /* every call ends */
     reporter(&b, 0, "web", "127.0.0.1:5000", "zone-b");
     tick(&b);
     write_seed(g_set->target, "register_load_drain_restart", b.d, b.n);
@@ -185,17 +190,17 @@ static void gen_balancer(void)
 {
     g_set = &FZ_SETS[1];
     buf b = {.n = 0};
-    watch_req(&b, FZ_WATCH, "web");
-    reporter(&b, 1, "web", "127.0.0.1:5000", "zone-a");
+    watch_req(&b, 0, FZ_WATCH, "web");
+    reporter(&b, 1, "web", "127.0.0.2:5000", "zone-a");
     tick(&b);
     send_done(&b, 0);
-    watch_req(&b, FZ_GET, "web");
-    watch_req(&b, FZ_GET, "nosuch");
-    reporter(&b, 4, "web", "127.0.0.2:5000", "zone-b");
+    watch_req(&b, 2, FZ_GET, "web");
+    watch_req(&b, 3, FZ_GET, "nosuch");
+    reporter(&b, 4, "web", "127.0.0.5:5000", "zone-b");
     tick(&b);
     send_done(&b, 0);
     u8(&b, FZ_OP_RESTART);
-    watch_req(&b, FZ_WATCH, "web");
+    watch_req(&b, 0, FZ_WATCH, "web");
     tick(&b);
     send_done(&b, 0);
     tick_ms(&b, 11000);   /* past the restore grace and a heartbeat period */
@@ -204,21 +209,22 @@ static void gen_balancer(void)
     write_seed(g_set->target, "watch_get_restart", b.d, b.n);
 }
 
-static void admin_target(buf *b, const char *path, const char *svc, const char *addr)
+static void admin_target(buf *b, unsigned slot, const char *path, const char *svc,
+                         const char *addr)
 {
     if (strcmp(path, FZ_DRAIN) == 0) {
         Lookaside__V1__SetDrainRequest r = LOOKASIDE__V1__SET_DRAIN_REQUEST__INIT;
         r.service = (char *)svc;
         r.address = (char *)addr;
         r.draining = true;
-        open_call(b, path, &r.base);
+        open_call(b, slot, path, &r.base);
     } else {
         Lookaside__V1__SetWeightOverrideRequest r =
             LOOKASIDE__V1__SET_WEIGHT_OVERRIDE_REQUEST__INIT;
         r.service = (char *)svc;
         r.address = (char *)addr;
         r.weight = 500;
-        open_call(b, path, &r.base);
+        open_call(b, slot, path, &r.base);
     }
 }
 
@@ -230,16 +236,16 @@ static void gen_admin(void)
     reporter(&b, 1, "web", "127.0.0.1:5001", "zone-a");
     tick(&b);
     Lookaside__V1__ListServicesRequest ls = LOOKASIDE__V1__LIST_SERVICES_REQUEST__INIT;
-    open_call(&b, FZ_LIST, &ls.base);
+    open_call(&b, 2, FZ_LIST, &ls.base);
     Lookaside__V1__DescribeServiceRequest ds = LOOKASIDE__V1__DESCRIBE_SERVICE_REQUEST__INIT;
     ds.service = "web";
-    open_call(&b, FZ_DESCRIBE, &ds.base);
-    admin_target(&b, FZ_DRAIN, "web", "127.0.0.1:5000");
-    admin_target(&b, FZ_OVERRIDE, "web", "127.0.0.1:5001");
+    open_call(&b, 3, FZ_DESCRIBE, &ds.base);
+    admin_target(&b, 4, FZ_DRAIN, "web", "127.0.0.1:5000");
+    admin_target(&b, 5, FZ_OVERRIDE, "web", "127.0.0.1:5001");
     tick(&b);
     u8(&b, FZ_OP_RESTART);
-    open_call(&b, FZ_DESCRIBE, &ds.base);
-    admin_target(&b, FZ_DRAIN, "web", "[::1]:1");
+    open_call(&b, 0, FZ_DESCRIBE, &ds.base);
+    admin_target(&b, 1, FZ_DRAIN, "web", "[::1]:1");
     write_seed(g_set->target, "list_describe_drain_override", b.d, b.n);
 }
 
@@ -250,7 +256,7 @@ static void gen_grpclb(void)
     reporter(&b, 0, "web", "127.0.0.1:5000", "zone-a");
     reporter(&b, 1, "web", "[::1]:5001", "zone-a");
     tick(&b);
-    open_call(&b, FZ_GRPCLB, NULL);
+    open_call(&b, 2, FZ_GRPCLB, NULL);
     Grpc__Lb__V1__InitialLoadBalanceRequest ir = GRPC__LB__V1__INITIAL_LOAD_BALANCE_REQUEST__INIT;
     ir.name = "web:443";
     Grpc__Lb__V1__LoadBalanceRequest r = GRPC__LB__V1__LOAD_BALANCE_REQUEST__INIT;
@@ -289,16 +295,52 @@ static void gen_health(void)
     all.service = "";
     Grpc__Health__V1__HealthCheckRequest web = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     web.service = "web";
-    open_call(&b, FZ_HCHECK, &all.base);
-    open_call(&b, FZ_HWATCH, &web.base);
-    reporter(&b, 2, "web", "127.0.0.1:5000", "");
+    open_call(&b, 0, FZ_HCHECK, &all.base);
+    open_call(&b, 1, FZ_HWATCH, &web.base);
+    reporter(&b, 2, "web", "127.0.0.3:5000", "");
     tick(&b);
     send_done(&b, 1);
-    open_call(&b, FZ_HCHECK, &web.base);
+    open_call(&b, 3, FZ_HCHECK, &web.base);
     drain_msg(&b, 2, true);
     tick(&b);
     send_done(&b, 1);
     write_seed(g_set->target, "check_watch_drain", b.d, b.n);
+}
+
+/* Tokens as in fuzz_server.c: 1 backend (report:web), 2 client (watch:web),
+ * 3 admin, 4 agent (report:* register-any), 5 unknown. */
+static void gen_auth(void)
+{
+    g_set = &FZ_SETS[5];
+    buf b = {.n = 0};
+    g_token = 1;
+    reporter(&b, 0, "web", "127.0.0.1:5000", "zone-a");       /* its own address: ok */
+    g_token = 2;
+    watch_req(&b, 1, FZ_WATCH, "web");
+    tick(&b);
+    send_done(&b, 1);
+    g_token = 4;
+    reporter(&b, 2, "web", "127.0.0.1:5000", "");             /* hijack: refused */
+    g_token = 4;
+    reporter(&b, 3, "api", "10.9.8.7:80", "");                /* register-any: ok */
+    g_token = 1;
+    reporter(&b, 4, "api", "127.0.0.5:80", "");               /* no report:api */
+    g_token = 0;
+    watch_req(&b, 5, FZ_GET, "web");                           /* anonymous: refused */
+    g_token = 5;
+    watch_req(&b, 6, FZ_GET, "public");                        /* unknown token */
+    g_token = 3;
+    admin_target(&b, 7, FZ_DRAIN, "web", "127.0.0.1:5000");   /* admin: ok */
+    Lookaside__V1__ListServicesRequest ls = LOOKASIDE__V1__LIST_SERVICES_REQUEST__INIT;
+    g_token = 2;
+    open_call(&b, 8, FZ_LIST, &ls.base);                       /* needs watch:*: refused */
+    g_token = 0;
+    Grpc__Health__V1__HealthCheckRequest hc = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    hc.service = "web";
+    open_call(&b, 9, FZ_HCHECK, &hc.base);                     /* public */
+    tick(&b);
+    u8(&b, FZ_OP_RESTART);
+    write_seed(g_set->target, "policy_hijack_admin", b.d, b.n);
 }
 
 /* ---------------------------------------------------------- databases */
@@ -444,6 +486,7 @@ int main(int argc, char **argv)
     gen_admin();
     gen_grpclb();
     gen_health();
+    gen_auth();
     db_seed("empty", 0);
     db_seed("one_service", 1);
     db_seed("two_services", 2);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
+#include "log.h"
 #include "pbio.h"
 #include "status.h"
 
@@ -109,6 +110,8 @@ static void finish(rpc_call *c, grpc_status_code code, const char *fmt, va_list 
     vsnprintf(buf, sizeof buf, fmt, ap);
     if (code != GRPC_STATUS_OK && buf[0] == '\0')
         fz_fail("%s: status %d without a message", c->m->path, (int)code);
+    if (code != GRPC_STATUS_OK)
+        log_debug("fuzz", "%s from %s: status %d: %s", c->m->path, c->peer, (int)code, buf);
     c->finish_requested = true;
     c->fin_code = code;
     if (!c->sending)
@@ -158,30 +161,41 @@ const char *rpc_method_path(const rpc_call *c) { return c->m->path; }
 const char *rpc_peer(const rpc_call *c) { return c->peer; }
 const char *rpc_peer_host(const rpc_call *c) { return c->peer_host; }
 
-/* No authorizer: every peer may do everything (rpc.h: "true when ... the
- * server has no authorizer"), and peers are anonymous. */
+/* As rpc.c: with no authorizer every peer may do everything and is
+ * anonymous; with one, auth_check decides and a refusal finishes the call
+ * with UNAUTHENTICATED or PERMISSION_DENIED. */
 bool rpc_authorize(rpc_call *c, auth_perm perm, const char *service)
 {
-    (void)perm;
-    (void)service;
     check_usable(c, "rpc_authorize");
-    return true;
+    if (c->au == NULL)
+        return true;
+    lookaside_status st = auth_check(c->au, &c->who, perm, service);
+    if (st == LOOKASIDE_OK)
+        return true;
+    if (st != LOOKASIDE_EUNAUTH && st != LOOKASIDE_EPERM)
+        fz_fail("auth_check answered %s", lookaside_status_str(st));
+    rpc_fail(c, st, "%s lacks %s for %s", c->identity[0] ? c->identity : "anonymous",
+             auth_perm_name(perm), c->m->path);
+    return false;
 }
 
 const auth_peer *rpc_auth_peer(const rpc_call *c)
 {
     check_usable(c, "rpc_auth_peer");
-    return NULL;
+    return c->au ? &c->who : NULL;
 }
 
 const char *rpc_identity(const rpc_call *c)
 {
     check_usable(c, "rpc_identity");
-    return "";
+    return c->identity;
 }
 
 void rpc_auth_add_token(rpc_call *c, const char *token)
 {
-    (void)token;
     check_usable(c, "rpc_auth_add_token");
+    if (c->au == NULL || token == NULL || token[0] == '\0')
+        return;
+    auth_peer_add_token(&c->who, token);
+    auth_identity(c->au, &c->who, c->identity, sizeof c->identity);
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "rpc.h"
 
 struct rpc_call {
@@ -19,6 +20,10 @@ struct rpc_call {
     unsigned n_sent;
     char peer[48];
     char peer_host[24];
+    /* Authorization as rpc.c does it (NULL: no authorizer). */
+    auth *au;
+    auth_peer who;
+    char identity[AUTH_ID_MAX + 16];
     /* Oracle state, set by fuzz_server.c. */
     const ProtobufCMessageDescriptor *resp_desc;   /* NULL: not checked */
     void (*check_sent)(rpc_call *c, const ProtobufCMessage *m);

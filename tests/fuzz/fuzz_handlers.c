@@ -12,5 +12,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const fz_set *set = &FZ_SETS[FUZZ_SET];
-    return fz_server_run(set->paths, set->n, data, size);
+    return fz_server_run(set->paths, set->n, set->flags, data, size);
 }

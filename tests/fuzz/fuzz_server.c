@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "fake_rpc.h"
 #include "fuzz_util.h"
@@ -33,7 +34,54 @@ typedef struct fz_server {
     rpc_call *all[FZ_MAX_TOTAL_CALLS];
     size_t n_all;
     unsigned restarts;
+    auth *au;                         /* FZ_AUTH: the authorizer */
 } fz_server;
+
+/* FZ_AUTH: the tokens a call may present (index 0: none; the last one is
+ * unknown to the policy) and the policy granting them. */
+static const char *const TOKENS[] = {NULL, "t-backend", "t-client", "t-admin", "t-agent",
+                                     "t-unknown"};
+#define N_TOKENS (sizeof TOKENS / sizeof TOKENS[0])
+
+static auth *policy_auth(void)
+{
+    static auth *a;
+    if (a != NULL)
+        return a;
+    static const char *const lines[][2] = {
+        {"t-backend", "report:web"},  {"t-client", "watch:web watch:api"},
+        {"t-admin", "admin"},         {"t-agent", "report:* register-any"}};
+    char path[256];
+    snprintf(path, sizeof path, "%s/policy", fz_setup());
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        abort();
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        char hex[65];
+        auth_token_hash_hex(lines[i][0], hex);
+        fprintf(f, "token %s sha256:%s %s\n", lines[i][0] + 2, hex, lines[i][1]);
+    }
+    fprintf(f, "anonymous watch:public\n");
+    fclose(f);
+    char err[300];
+    if (auth_create(AUTH_MODE_INSECURE, path, NULL, &a, err, sizeof err) != LOOKASIDE_OK)
+        fz_fail("auth_create: %s", err);
+    unlink(path);
+    return a;
+}
+
+/* What the call presents, as rpc.c fills it from the transport. */
+static void set_peer(fz_server *s, rpc_call *c, uint8_t token)
+{
+    c->au = s->au;
+    if (s->au == NULL)
+        return;
+    c->who.loopback = true;
+    snprintf(c->who.host, sizeof c->who.host, "%s", c->peer_host);
+    if (TOKENS[token % N_TOKENS])
+        auth_peer_add_token(&c->who, TOKENS[token % N_TOKENS]);
+    auth_identity(s->au, &c->who, c->identity, sizeof c->identity);
+}
 
 /* ----------------------------------------------------------------- oracles */
 
@@ -210,13 +258,12 @@ static ProtobufCMessage *decode(rpc_call *c, const uint8_t *p, size_t n)
 
 static void op_open(fz_server *s, fz_in *in)
 {
+    size_t k = fz_u8(in) % FZ_MAX_CALLS;
     const rpc_method *m = s->allowed[fz_u8(in) % s->n_allowed];
+    uint8_t token = s->au ? fz_u8(in) : 0;
     const uint8_t *p;
     size_t n = fz_blob(in, &p);
-    size_t k;
-    for (k = 0; k < FZ_MAX_CALLS && s->slot[k]; k++)
-        ;
-    if (k == FZ_MAX_CALLS || s->n_all == FZ_MAX_TOTAL_CALLS)
+    if (s->slot[k] || s->n_all == FZ_MAX_TOTAL_CALLS)
         return;
     rpc_call *c = calloc(1, sizeof *c);
     if (c == NULL)
@@ -229,16 +276,27 @@ static void op_open(fz_server *s, fz_in *in)
     c->check_sent = r ? r->check : NULL;
     s->slot[k] = c;
     s->all[s->n_all++] = c;
+    set_peer(s, c, token);
+    /* rpc.c's order: admission, the permission for some service (not
+     * bidi), decoding, the permission for the request's service. */
+    if (s->au && !auth_peer_admitted(s->au, &c->who)) {
+        rpc_fail(c, LOOKASIDE_EUNAUTH, "not admitted");
+        return;
+    }
     if (m->kind == RPC_BIDI) {
         if (m->on_start)
             m->on_start(c, NULL);
         return;
     }
+    if (!rpc_authorize(c, m->perm, NULL))
+        return;
     ProtobufCMessage *req = decode(c, p, n);
     if (req == NULL)
         return;
     note_watched(c, req);
-    m->on_start(c, req);
+    const char *svc = auth_request_service(req);
+    if (rpc_authorize(c, m->perm, svc ? svc : "*"))
+        m->on_start(c, req);
     protobuf_c_message_free_unpacked(req, NULL);
 }
 
@@ -378,6 +436,8 @@ static void setup_methods(fz_server *s, const char *const *paths, size_t npaths)
     if (n > FZ_MAX_METHODS)
         abort();
     s->n_methods = n;
+    for (size_t i = 0; i < n; i++)   /* as main.c */
+        s->methods[i].perm = auth_method_perm(s->methods[i].path);
     for (size_t i = 0; i < npaths; i++) {
         size_t j;
         for (j = 0; j < n && strcmp(s->methods[j].path, paths[i]) != 0; j++)
@@ -388,12 +448,15 @@ static void setup_methods(fz_server *s, const char *const *paths, size_t npaths)
     }
 }
 
-int fz_server_run(const char *const *paths, size_t npaths, const uint8_t *data, size_t size)
+int fz_server_run(const char *const *paths, size_t npaths, unsigned flags, const uint8_t *data,
+                  size_t size)
 {
     fz_setup();
     fz_server *s = calloc(1, sizeof *s);
     if (s == NULL)
         abort();
+    s->au = (flags & FZ_AUTH) ? policy_auth() : NULL;
+    s->ctx.auth = s->au;   /* main.c hands handlers and rpc.c the same authorizer */
     setup_methods(s, paths, npaths);
     fz_db_path(s->db, sizeof s->db);
     fz_clock_reset();

@@ -28,13 +28,20 @@
 #include <stdint.h>
 
 /* Runs one input against the methods whose paths are listed (a Report
- * method is always useful to populate the registry; list it explicitly). */
-int fz_server_run(const char *const *paths, size_t npaths, const uint8_t *data, size_t size);
+ * method is always useful to populate the registry; list it explicitly).
+ * flags FZ_AUTH: a policy-file authorizer (insecure mode, tokens for a
+ * backend, a client, an admin and a register-any agent; see fuzz_server.c)
+ * and FZ_OP_OPEN takes one more byte, the token the call presents. */
+#define FZ_AUTH 1u
+int fz_server_run(const char *const *paths, size_t npaths, unsigned flags, const uint8_t *data,
+                  size_t size);
 
 /* Opcodes of the script (first byte of each step, modulo FZ_OP_COUNT). The
  * corpus generator writes the same script. */
 enum {
-    FZ_OP_OPEN = 0,      /* u8 method, blob request (ignored for bidi) */
+    FZ_OP_OPEN = 0,      /* u8 slot (ignored if busy), u8 method, [FZ_AUTH: u8 token],
+                            blob request (ignored for bidi); the call comes from
+                            127.0.0.(slot+1) */
     FZ_OP_MSG = 1,       /* u8 call, blob message (bidi) */
     FZ_OP_HALFCLOSE = 2, /* u8 call */
     FZ_OP_SEND_DONE = 3, /* u8 call, u8 ok (bit 0) */

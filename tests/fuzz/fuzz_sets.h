@@ -22,14 +22,17 @@ typedef struct fz_set {
     const char *target;          /* fuzz target name */
     const char *paths[6];
     size_t n;
+    unsigned flags;              /* fz_server_run flags (FZ_AUTH) */
 } fz_set;
 
 static const fz_set FZ_SETS[] = {
-    {"fuzz_report", {FZ_REPORT, FZ_WATCH}, 2},
-    {"fuzz_balancer", {FZ_WATCH, FZ_GET, FZ_REPORT}, 3},
-    {"fuzz_admin", {FZ_LIST, FZ_DESCRIBE, FZ_DRAIN, FZ_OVERRIDE, FZ_REPORT}, 5},
-    {"fuzz_grpclb", {FZ_GRPCLB, FZ_REPORT}, 2},
-    {"fuzz_health", {FZ_HCHECK, FZ_HWATCH, FZ_REPORT}, 3},
+    {"fuzz_report", {FZ_REPORT, FZ_WATCH}, 2, 0},
+    {"fuzz_balancer", {FZ_WATCH, FZ_GET, FZ_REPORT}, 3, 0},
+    {"fuzz_admin", {FZ_LIST, FZ_DESCRIBE, FZ_DRAIN, FZ_OVERRIDE, FZ_REPORT}, 5, 0},
+    {"fuzz_grpclb", {FZ_GRPCLB, FZ_REPORT}, 2, 0},
+    {"fuzz_health", {FZ_HCHECK, FZ_HWATCH, FZ_REPORT}, 3, 0},
+    /* Authorization and the no-hijack registration rules under a policy. */
+    {"fuzz_auth", {FZ_REPORT, FZ_WATCH, FZ_GET, FZ_DRAIN, FZ_LIST, FZ_HCHECK}, 6, 1u},
 };
 
 #endif

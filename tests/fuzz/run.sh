@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 SECS=${1:?usage: tests/fuzz/run.sh SECONDS [RESULTS_FILE]}
 RESULTS=${2:-}
 BUILD=${FUZZ_BUILD:-build/fuzz}
-TARGETS="fuzz_report fuzz_balancer fuzz_admin fuzz_grpclb fuzz_health fuzz_storage fuzz_dns"
+TARGETS="fuzz_report fuzz_balancer fuzz_admin fuzz_grpclb fuzz_health fuzz_auth fuzz_storage fuzz_dns"
 
 # Is libFuzzer usable? (clang installed without its runtime cannot link.)
 probe=$(mktemp -d)
@@ -68,12 +68,13 @@ for t in $TARGETS; do
     line=$(printf '%-14s %8s execs  %6s exec/s  %4s new inputs  %s' "$t" "${execs:-?}" \
         "${rate:-?}" "$newc" "$res")
     echo "fuzz: $line"
-    lines="$lines$line
+    # bench/results.txt's format: date name value unit (goal) notes
+    lines="$lines$(date -u +%Y-%m-%d) fuzz.execs.$t ${execs:-?} execs (goal -) $SECS s, ${rate:-?} exec/s, $newc new inputs, $res; clang $(clang -dumpversion), ASan+UBSan, $(nproc) cores, $commit
 "
 done
 if [ -n "$RESULTS" ]; then
     {
-        echo "== fuzz ($stamp, $commit): bench/fuzz.sh $SECS, $(nproc) cores, clang $(clang -dumpversion), ASan+UBSan"
+        echo "# bench/fuzz.sh $SECS ($stamp, load average $(cut -d' ' -f1 /proc/loadavg))"
         printf '%s' "$lines"
     } >>"$RESULTS"
 fi
