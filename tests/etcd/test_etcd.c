@@ -616,6 +616,87 @@ static long long etcd_revision(void)
     return p ? atoll(p + strlen("\"revision\":")) : -1;
 }
 
+/* Writes key = value[0..len) with etcdctl (value on stdin, so any byte
+ * goes); 0 on success. key must not contain a single quote. */
+static int etcdctl_put(const char *key, const void *value, size_t len)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd,
+             "ETCDCTL_API=3 etcdctl --endpoints %s --command-timeout=2s put '%s' >/dev/null",
+             F.ep, key);
+    FILE *f = popen(cmd, "w");
+    if (f == NULL)
+        return -1;
+    size_t n = fwrite(value, 1, len, f);
+    int rc = pclose(f);
+    return n == len && rc == 0 ? 0 : -1;
+}
+
+static int etcdctl_del(const char *key)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd,
+             "ETCDCTL_API=3 etcdctl --endpoints %s --command-timeout=2s del '%s' >/dev/null",
+             F.ep, key);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* What etcd hands the replicas is hostile input too: junk keys and values
+ * written by hand are logged and skipped, both replicas keep serving, and a
+ * well-formed value written by another program (wire compatibility of
+ * proto/lookaside/v1/replica.proto) is listed by both. */
+static void test_hostile_etcd_content(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    /* ReplicaBackend{zone "z1", weight 500, owner "hand"} */
+    static const uint8_t good[] = {0x0a, 2, 'z', '1', 0x10, 0xf4, 0x03, 0x2a, 4, 'h', 'a', 'n',
+                                   'd'};
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0x07};
+    /* zone "a\0b": a NUL inside a string */
+    static const uint8_t nul_zone[] = {0x0a, 3, 'a', 0, 'b', 0x2a, 1, 'x'};
+    /* weight_override 2,000,000 (over the cap) */
+    static const uint8_t big_override[] = {0x20, 0x80, 0x89, 0x7a, 0x2a, 1, 'x'};
+    /* zone of 100 letters (over 63) */
+    uint8_t long_zone[2 + 100];
+    long_zone[0] = 0x0a;
+    long_zone[1] = 100;
+    memset(long_zone + 2, 'z', 100);
+    struct {
+        const char *key;
+        const void *v;
+        size_t n;
+    } junk[] = {
+        {"/lookaside/backends/noaddress", good, sizeof good},
+        {"/lookaside/backends/bad!name/127.0.0.1:9501", good, sizeof good},
+        {"/lookaside/backends/hand/not-an-address", good, sizeof good},
+        {"/lookaside/backends/hand/127.0.0.1:9502", garbage, sizeof garbage},
+        {"/lookaside/backends/hand/127.0.0.1:9503", nul_zone, sizeof nul_zone},
+        {"/lookaside/backends/hand/127.0.0.1:9504", big_override, sizeof big_override},
+        {"/lookaside/backends/hand/127.0.0.1:9505", long_zone, sizeof long_zone},
+        {"/lookaside/admin/hand/127.0.0.1:9506", garbage, sizeof garbage},
+        {"/lookaside/somethingelse/x", good, sizeof good},
+    };
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        assert_int_equal(etcdctl_put(junk[i].key, junk[i].v, junk[i].n), 0);
+    assert_int_equal(etcdctl_put("/lookaside/backends/hand/127.0.0.1:9501", good, sizeof good),
+                     0);
+    assert_true(wait_listed(F.a.addr, "hand", "127.0.0.1:9501", true, 10000));
+    assert_true(wait_listed(F.b.addr, "hand", "127.0.0.1:9501", true, 10000));
+    for (int port = 9502; port <= 9505; port++) {
+        char addr[32];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+        assert_false(listed_at(F.a.addr, "hand", addr));
+        assert_false(listed_at(F.b.addr, "hand", addr));
+    }
+    /* A delete by hand is a leave. */
+    assert_int_equal(etcdctl_del("/lookaside/backends/hand/127.0.0.1:9501"), 0);
+    assert_true(wait_listed(F.a.addr, "hand", "127.0.0.1:9501", false, 10000));
+    assert_true(wait_listed(F.b.addr, "hand", "127.0.0.1:9501", false, 10000));
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        assert_int_equal(etcdctl_del(junk[i].key), 0);
+}
+
 #define N_LOAD 20
 
 /* Load reports are not etcd writes: 20 backends reporting every second at
@@ -679,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_kill_replica),
         cmocka_unit_test(test_etcd_outage),
         cmocka_unit_test(test_weight_writes),
+        cmocka_unit_test(test_hostile_etcd_content),
     };
     const struct CMUnitTest cluster_tests[] = {
         cmocka_unit_test(test_kill_etcd_leader),
