@@ -76,7 +76,6 @@ class _Stream:
         self.said_drain = False  # what this stream last said
         self.drain_ordinal = 0   # which message that was
         self.next_load = 0.0     # monotonic time the next load is due
-        self.sampler = None
 
 
 class _Sampler:
@@ -153,10 +152,13 @@ class Reporter:
             REPORT_METHOD,
             request_serializer=pb.LoadReport.SerializeToString,
             response_deserializer=pb.ReportAck.FromString)
-        self._cores = cores or len(os.sched_getaffinity(0)) or 1
         self._backoff = (backoff_initial, max(backoff_max, backoff_initial))
         self._counts = [0, 0, 0]  # started, finished, errors
         self._counts_lock = threading.Lock()
+        # Rates since the previous Load, across streams (so the first Load
+        # of a stream does not cover a few milliseconds only).
+        self._sampler = _Sampler(cores or len(os.sched_getaffinity(0)) or 1,
+                                 self._counters)
         self._app_util = 0.0
         self._cond = threading.Condition()
         self._info = Info()
@@ -309,9 +311,7 @@ class Reporter:
                 with self._cond:
                     if ack.report_interval_ms > 0:
                         self._info.interval = ack.report_interval_ms / 1000.0
-                    if not st.acked:
-                        st.acked = True
-                        st.sampler = _Sampler(self._cores, self._counters)
+                    st.acked = True
                     self._info.registered = True
                     self._info.token = ack.token
                     self._info.accepted = ack.accepted
@@ -363,7 +363,7 @@ class Reporter:
             if now >= st.next_load:
                 st.next_load = now + self._info.interval
                 self._info.loads_sent += 1
-                return pb.LoadReport(load=st.sampler.sample(
+                return pb.LoadReport(load=self._sampler.sample(
                     self._counters, self._app_util))
             self._cond.wait(st.next_load - now)
         return None

@@ -82,9 +82,9 @@ type Info struct {
 // Reporter runs one backend's Report stream. Its methods may be called
 // from any goroutine.
 type Reporter struct {
-	opts  Options
-	conn  *grpc.ClientConn
-	cores float64
+	opts Options
+	conn *grpc.ClientConn
+	smp  *sampler // rates since the previous Load, across streams (run goroutine only)
 
 	started, finished, errs uint64 // atomics, bumped by the interceptors
 	appUtil                 uint64 // atomic math.Float64bits
@@ -128,14 +128,15 @@ func Start(opts Options) (*Reporter, error) {
 	r := &Reporter{
 		opts:    opts,
 		conn:    conn,
-		cores:   float64(opts.Cores),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
-	if r.cores <= 0 {
-		r.cores = float64(runtime.GOMAXPROCS(0))
+	cores := float64(opts.Cores)
+	if cores <= 0 {
+		cores = float64(runtime.GOMAXPROCS(0))
 	}
+	r.smp = newSampler(cores)
 	r.info.Interval = defaultInterval
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	go r.run()
@@ -432,7 +433,6 @@ func (r *Reporter) stream() (acked bool, err error) {
 		halfClosed   bool
 		loadDue      bool
 		interval     = defaultInterval
-		smp          = newSampler(r.cores)
 		timer        = time.NewTimer(time.Hour)
 	)
 	timer.Stop()
@@ -445,7 +445,6 @@ func (r *Reporter) stream() (acked bool, err error) {
 			}
 			if !acked {
 				acked, loadDue = true, true // first load right after the first ack
-				smp = newSampler(r.cores)
 			}
 			r.update(func(i *Info) {
 				i.Registered = true
@@ -486,7 +485,7 @@ func (r *Reporter) stream() (acked bool, err error) {
 				halfClosed = true
 			}
 		case loadDue:
-			l := smp.sample(r)
+			l := r.smp.sample(r)
 			if s.SendMsg(encodeLoad(l)) != nil {
 				return acked, finish()
 			}
