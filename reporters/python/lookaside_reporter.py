@@ -19,8 +19,9 @@ Messages come from lookaside_pb2, generated from the project's proto file:
     protoc --python_out=DIR -I proto proto/lookaside/v1/lookaside.proto
 
 with DIR on sys.path (the module imports lookaside.v1.lookaside_pb2).
-Needs grpcio >= 1.38 and protobuf (Debian: python3-grpcio, python3-protobuf,
-protobuf-compiler). docs/reporting-protocol.md describes the protocol.
+Needs grpcio with ServicerContext.code() (tested with 1.51) and protobuf
+(Debian: python3-grpcio, python3-protobuf, protobuf-compiler).
+docs/reporting-protocol.md describes the protocol.
 """
 
 import logging
