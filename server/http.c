@@ -227,13 +227,15 @@ static void write_metrics(http_server *h, FILE *f)
     metrics_write_process(f);
     snap_catalog *c = h->acquire(h->acquire_arg);
     size_t nsvc = c ? c->n : 0;
-    fprintf(f, "# HELP lookaside_up 1 while the server runs; ready: 1 once lists are served.\n"
+    fprintf(f, "# HELP lookaside_build_info The server's version.\n"
+               "# TYPE lookaside_build_info gauge\nlookaside_build_info{version=\"%s\"} 1\n"
+               "# HELP lookaside_up 1 while the server runs.\n"
                "# TYPE lookaside_up gauge\nlookaside_up 1\n"
                "# HELP lookaside_ready 1 when /readyz answers 200.\n"
                "# TYPE lookaside_ready gauge\nlookaside_ready %d\n"
                "# HELP lookaside_services Services known.\n"
                "# TYPE lookaside_services gauge\nlookaside_services %zu\n",
-            atomic_load(&h->ready) ? 1 : 0, nsvc);
+            LOOKASIDE_VERSION, atomic_load(&h->ready) ? 1 : 0, nsvc);
     uint64_t watchers = 0;
     for (size_t i = 0; i < nsvc; i++)
         watchers += c->s[i]->watchers;
@@ -522,8 +524,19 @@ static lookaside_status authorize(http_server *h, struct MHD_Connection *conn, b
     p.loopback = is_loopback(sa);
     peer_host(sa, p.host, sizeof p.host);
     const char *az = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (az && strncasecmp(az, "Bearer ", 7) == 0)
+    if (az && strncasecmp(az, "Bearer ", 7) == 0) {
         auth_peer_add_token(&p, az + 7);
+    } else if (az && strncasecmp(az, "Basic ", 6) == 0) {
+        /* Browsers cannot send a bearer token, but prompt for Basic
+         * credentials: the password is the token, the user name is not
+         * used (the token's label in the policy says who it is). */
+        char *pass = NULL;
+        char *user = MHD_basic_auth_get_username_password(conn, &pass);
+        if (pass)
+            auth_peer_add_token(&p, pass);
+        MHD_free(user);
+        MHD_free(pass);
+    }
     /* watch:* (or admin): the page and the metrics show every service. */
     return auth_check(h->au, &p, public_path ? AUTH_PERM_PUBLIC : AUTH_PERM_WATCH, "*");
 }
@@ -547,7 +560,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
                                 "script-src 'unsafe-inline'; connect-src 'self'; "
                                 "img-src data:; frame-ancestors 'none'");
     if (status == MHD_HTTP_UNAUTHORIZED)
-        MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"lookaside\"");
+        MHD_add_response_header(r, "WWW-Authenticate",
+                                "Bearer realm=\"lookaside\", Basic realm=\"lookaside\"");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, "Allow", "GET, HEAD");
     enum MHD_Result ret = MHD_queue_response(conn, status, r);

@@ -15,7 +15,8 @@
  *     certificate and key, to any peer;
  *   - then every page but /healthz and /readyz needs the watch:* (or admin)
  *     permission: the page and the metrics reveal every backend. A bearer
- *     token ("Authorization: Bearer TOKEN") is checked against the policy;
+ *     token ("Authorization: Bearer TOKEN", or from a browser Basic
+ *     credential with the token as password) is checked against the policy;
  *     without a policy file outside TLS the anonymous peer has it (the demo).
  *     Client certificates are not read on this port (no mTLS identity): use
  *     a token. Refusals: 401 (no identity) / 403 (not allowed).

@@ -21,6 +21,7 @@ Exit 0 passed, 1 failed, 77 skipped (a package missing: scripts/deps.sh
 installs prometheus and chromium). Every process started here is stopped by
 its PID; every wait is bounded.
 """
+import base64
 import fcntl
 import hashlib
 import json
@@ -75,11 +76,15 @@ def start_server(tmp, extra=(), log_name="server.log"):
     return p, int(g.group(1)), int(m.group(1))
 
 
-def http_get(port, path, token=None, method="GET", timeout=5, tls=None):
-    """tls: an ssl.SSLContext for https (None: plain http)."""
+def http_get(port, path, token=None, method="GET", timeout=5, tls=None, basic=False):
+    """tls: an ssl.SSLContext for https (None: plain http); basic: send the
+    token as a browser would, as a Basic credential's password."""
     req = urllib.request.Request(f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}",
                                  method=method)
-    if token:
+    if token and basic:
+        cred = base64.b64encode(("operator:" + token).encode()).decode()
+        req.add_header("Authorization", "Basic " + cred)
+    elif token:
         req.add_header("Authorization", "Bearer " + token)
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
@@ -152,6 +157,14 @@ def test_access(tmp):
         check(st == 403, f"{path} with watch:web only: 403 ({st})")
         st, body, hdr = http_get(hp, path, token=ops)
         check(st == 200 and body, f"{path} with watch:*: 200 ({st})")
+    st, _, hdr = http_get(hp, "/", token=ops, basic=True)
+    check(st == 200, f"a browser's Basic credential with the token as password: 200 ({st})")
+    st, _, hdr = http_get(hp, "/", token=web, basic=True)
+    check(st == 403, f"Basic credential with watch:web only: 403 ({st})")
+    st, _, hdr = http_get(hp, "/")
+    check("Basic" in hdr.get("WWW-Authenticate", ""), "401 invites browsers to prompt (Basic)")
+    st, body, _ = http_get(hp, "/metrics", token=ops)
+    check('lookaside_build_info{version="' in body, "lookaside_build_info")
     st, _, hdr = http_get(hp, "/metrics", token=ops, method="POST")
     check(st == 405 and "GET" in hdr.get("Allow", ""), f"POST refused with 405 ({st})")
     st, _, _ = http_get(hp, "/nope", token=ops)
