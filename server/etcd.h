@@ -80,7 +80,8 @@ void etcd_config_default(etcd_config *c);
 lookaside_status etcd_create(loop *l, const etcd_config *cfg, const etcd_handler *h, void *arg,
                              etcd **out, char *err, size_t errlen);
 /* Cancels every call and waits (running the loop, at most ~2 s) until they
- * have completed, then frees. Does not revoke the lease: keys stay until it
+ * have completed, then frees. Pending writes' done callbacks are not called:
+ * the owner frees what it gave them as arg. Does not revoke the lease: keys stay until it
  * expires, so backends can re-register at another replica meanwhile. NULL
  * ok. */
 void etcd_destroy(etcd *e);

@@ -35,6 +35,16 @@ typedef struct owned {
     struct owned *hnext;
 } owned;
 
+/* Registrations of one service written in one transaction. Owned by the
+ * replica's list until the write completes (etcd_destroy drops pending
+ * completions, so replica_destroy frees what is left). */
+typedef struct batch {
+    struct replica *r;
+    struct batch *prev, *next;
+    size_t n;
+    owned *o[];
+} batch;
+
 /* A key another replica owns, as last applied to the registry; also an
  * operator's request waiting for the backend's owner (admin). */
 typedef struct remote {
@@ -59,6 +69,7 @@ struct replica {
     remote *rem[NBUCKETS];
     remote *adm[NBUCKETS];       /* admin requests seen in etcd */
     uint64_t admin_timer;
+    batch *batches;             /* writes in flight */
     uint64_t flush_timer;
     int64_t flush_at;
     int64_t retry_ms;            /* after a failed write; doubles while etcd fails */
@@ -249,12 +260,15 @@ static void write_done(void *arg, bool ok, int64_t revision)
     call_done(r, ok);
 }
 
-/* Registrations of one service written in one transaction. */
-typedef struct batch {
-    replica *r;
-    size_t n;
-    owned *o[];
-} batch;
+static void batch_unlink(batch *b)
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        b->r->batches = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+}
 
 static void batch_done(void *arg, bool ok, int64_t revision)
 {
@@ -263,6 +277,7 @@ static void batch_done(void *arg, bool ok, int64_t revision)
     replica *r = b->r;
     for (size_t i = 0; i < b->n; i++)
         entry_done(r, b->o[i], ok);
+    batch_unlink(b);
     free(b);
     call_done(r, ok);
 }
@@ -305,6 +320,8 @@ static int64_t send_batches(replica *r, owned **puts, size_t n, int64_t now)
             return now + r->retry_ms;
         b->r = r;
         b->n = j - i;
+        b->prev = NULL;
+        b->next = r->batches;
         for (size_t k = i; k < j; k++) {
             b->o[k - i] = puts[k];
             ops[k - i] = (etcd_put_op){puts[k]->key, puts[k]->val, puts[k]->vlen};
@@ -313,6 +330,9 @@ static int64_t send_batches(replica *r, owned **puts, size_t n, int64_t now)
             free(b);
             return now + r->retry_ms;
         }
+        if (r->batches)
+            r->batches->prev = b;
+        r->batches = b;
         for (size_t k = i; k < j; k++)
             mark_sent(puts[k]);
         r->inflight++;
@@ -781,6 +801,11 @@ void replica_destroy(replica *r)
     loop_timer_cancel(r->l, r->flush_timer);
     loop_timer_cancel(r->l, r->admin_timer);
     etcd_destroy(r->etcd);
+    while (r->batches) {
+        batch *b = r->batches;
+        batch_unlink(b);
+        free(b);
+    }
     for (size_t i = 0; i < NBUCKETS; i++) {
         for (owned *o = r->own[i], *nx; o; o = nx) {
             nx = o->hnext;

@@ -697,6 +697,64 @@ static void test_hostile_etcd_content(void **state)
         assert_int_equal(etcdctl_del(junk[i].key), 0);
 }
 
+/* TLS to etcd: an etcd that requires client certificates; replicas with
+ * --etcd-ca/--etcd-cert/--etcd-key share a registration through it; one
+ * without a client certificate is refused by etcd (and says so). */
+static void test_tls_to_etcd(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    char certs[300], cmd[700];
+    snprintf(certs, sizeof certs, "%s/certs", F.dir);
+    snprintf(cmd, sizeof cmd, "sh %s/tests/security/gen_certs.sh %s", LOOKASIDE_SOURCE_DIR,
+             certs);
+    assert_int_equal(system(cmd), 0);
+    char ca[350], crt[350], key[350], ccrt[350], ckey[350], data[350];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+    snprintf(crt, sizeof crt, "%s/server.crt", certs);
+    snprintf(key, sizeof key, "%s/server.key", certs);
+    snprintf(ccrt, sizeof ccrt, "%s/client.crt", certs);
+    snprintf(ckey, sizeof ckey, "%s/client.key", certs);
+    snprintf(data, sizeof data, "%s/etcd-tls", F.dir);
+    int cp = free_port(), pp = free_port();
+    char curl[64], purl[64], initial[100], ep[64];
+    snprintf(curl, sizeof curl, "https://127.0.0.1:%d", cp);
+    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", pp);
+    snprintf(initial, sizeof initial, "default=%s", purl);
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", cp);
+    const char *argv[] = {ETCD_BIN, "--name", "default", "--data-dir", data,
+                          "--listen-client-urls", curl, "--advertise-client-urls", curl,
+                          "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
+                          "--initial-cluster", initial, "--cert-file", crt, "--key-file", key,
+                          "--trusted-ca-file", ca, "--client-cert-auth", NULL};
+    proc et = {0};
+    assert_int_equal(h_spawn(&et, argv, "ready to serve client requests"), 0);
+    const char *tls[] = {"--etcd", ep, "--etcd-ca", ca, "--etcd-cert", ccrt, "--etcd-key", ckey,
+                         NULL};
+    const char *nocert[] = {"--etcd", ep, "--etcd-ca", ca, NULL};
+    proc t1 = {0}, t2 = {0}, t3 = {0};
+    assert_int_equal(h_server_start(&t1, "/nonexistent/unused.db", tls), 0);
+    assert_int_equal(h_server_start(&t2, "/nonexistent/unused.db", tls), 0);
+    assert_int_equal(h_server_start(&t3, "/nonexistent/unused.db", nocert), 0);
+    lookaside_reporter *x = reporter_at(t1.addr, "tls", "127.0.0.1:9601");
+    bool seen = wait_listed(t2.addr, "tls", "127.0.0.1:9601", true, 10000);
+    bool refused = false;
+    for (int i = 0; i < 100 && !refused; i++) {
+        refused = h_log_has(&t3, "LeaseGrant failed");
+        h_sleep_ms(50);
+    }
+    bool t3_lists = listed_at(t3.addr, "tls", "127.0.0.1:9601");
+    lookaside_reporter_destroy(x);
+    assert_int_equal(h_server_teardown(&t1, NULL), 0);
+    assert_int_equal(h_server_teardown(&t2, NULL), 0);
+    assert_int_equal(h_server_teardown(&t3, NULL), 0);
+    h_stop(&et);
+    unlink(et.log);
+    assert_true(seen);
+    assert_true(refused);
+    assert_false(t3_lists);
+}
+
 #define N_LOAD 20
 
 /* Load reports are not etcd writes: 20 backends reporting every second at
@@ -761,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_etcd_outage),
         cmocka_unit_test(test_weight_writes),
         cmocka_unit_test(test_hostile_etcd_content),
+        cmocka_unit_test(test_tls_to_etcd),
     };
     const struct CMUnitTest cluster_tests[] = {
         cmocka_unit_test(test_kill_etcd_leader),
