@@ -155,6 +155,12 @@ def check_kubernetes(docs, bins):
         (a.split("=", 1)[1] for a in c.get("args", []) if str(a).startswith("--listen=")), "")
     check(listen.startswith("0.0.0.0:") or listen.startswith("[::]:"),
           f"{where}: the server must listen on every pod address, not {listen!r}")
+    # Beyond loopback, plaintext without --insecure is protected mode: every
+    # other pod and the kubelet's probes would be refused.
+    insecure = env.get("LOOKASIDE_INSECURE", "").lower() not in ("", "0", "false", "no", "off")
+    tls = env.get("LOOKASIDE_TLS_CERT") and env.get("LOOKASIDE_TLS_KEY")
+    check(insecure or tls, f"{where}: listening beyond loopback needs TLS (LOOKASIDE_TLS_CERT/"
+                           f"LOOKASIDE_TLS_KEY) or LOOKASIDE_INSECURE, else every peer is refused")
     port = int(listen.rsplit(":", 1)[1]) if ":" in listen else None
     check(any(p.get("containerPort") == port for p in c.get("ports", [])),
           f"{where}: containerPort {port} not declared")
