@@ -442,6 +442,21 @@ def test_chromium(tmp):
             check(after["updates"] > first["updates"], "the page kept polling")
             check(after["seen"] == ["SERVING", "DRAINING"],
                   f"the page saw SERVING then DRAINING ({after['seen']})")
+        # A phone: 390 px wide. Nothing may overflow sideways (backends
+        # become cards; the explanation wraps).
+        dt.call("Emulation.setDeviceMetricsOverride",
+                {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True},
+                session=sess)
+        phone = ("JSON.stringify({sw: document.documentElement.scrollWidth, w: window.innerWidth,"
+                 "thead: getComputedStyle(document.querySelector('thead')).display})")
+
+        def fits():
+            v = json.loads(dt.call("Runtime.evaluate", {"expression": phone,
+                                                        "returnByValue": True},
+                                   session=sess)["result"]["value"])
+            return v if v["w"] == 390 and v["sw"] <= v["w"] and v["thead"] == "none" else None
+        check(wait_for(fits, 10, "the phone layout"),
+              "on a 390 px phone screen the page fits the width (one card per backend)")
     finally:
         dt.close()
     return 0
