@@ -18,6 +18,9 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#ifdef LOOKASIDE_ETCD_LOAD
+#include "chaos_util.h"
+#endif
 #include "lookaside.h"
 #include "lookaside/v1/lookaside.pb-c.h"
 
@@ -393,6 +396,44 @@ static void test_kill_replica(void **state)
     unlink(F.a.log);
     assert_int_equal(replica_start(&F.a), 0);
 }
+
+#ifdef LOOKASIDE_ETCD_LOAD
+/* SIGKILL replica A under client load: two demo backends registered at A
+ * (targets "A,B"), the demo client watching A and calling them at 200/s
+ * with --max-fail-fraction 0 (it exits non-zero on any failed call). The
+ * balancer is not on the data path; this checks that nothing the replicas
+ * do on a kill (list changes, re-registration, the client's move to B)
+ * costs a call. */
+static void test_kill_replica_under_load(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    char targets[160];
+    snprintf(targets, sizeof targets, "%s,%s", F.a.addr, F.b.addr);
+    static proc be[2], cl;   /* chaos_track keeps pointers to them */
+    chaos_backend_start(&be[0], targets, "b0");
+    chaos_backend_start(&be[1], targets, "b1");
+    chaos_wait_serving(F.a.addr, 2);
+    chaos_wait_serving(F.b.addr, 2);
+    chaos_client_start(&cl, targets, 200, 8, NULL);
+    h_sleep_ms(3000);
+    h_kill(&F.a);
+    char summary[512];
+    int rc = chaos_client_wait(&cl, 8, summary, sizeof summary);
+    printf("FIGURE SIGKILL of replica A under 200 calls/s through liblookaside: client exit %d, "
+           "%s\n", rc, summary);
+    /* Both backends are still listed at B (re-registered there). */
+    chaos_wait_serving(F.b.addr, 2);
+    for (int i = 0; i < 2; i++)
+        h_stop(&be[i]);
+    unlink(be[0].log);
+    unlink(be[1].log);
+    unlink(cl.log);
+    unlink(F.a.log);
+    assert_int_equal(rc, 0);
+    assert_int_equal(replica_start(&F.a), 0);
+}
+#endif
 
 /* etcd stopped for a few seconds: both replicas keep serving their lists
  * (fail static) and keep accepting registrations; when etcd returns they
@@ -816,6 +857,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_register_and_drain_across_replicas),
         cmocka_unit_test(test_kill_replica),
+#ifdef LOOKASIDE_ETCD_LOAD
+        cmocka_unit_test(test_kill_replica_under_load),
+#endif
         cmocka_unit_test(test_etcd_outage),
         cmocka_unit_test(test_weight_writes),
         cmocka_unit_test(test_hostile_etcd_content),
