@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 
 #include "auth.h"
@@ -42,7 +44,7 @@ struct http_server {
     int port;
     atomic_bool ready;
     size_t max_series;
-    char *cert_pem, *key_pem;
+    char *cert_pem, *key_pem, *ca_pem;
     /* Weight history: written by the sampler, read by request handlers. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -511,6 +513,57 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     return MHD_NO;
 }
 
+/* The verified client certificate's identity, as auth.c names a gRPC
+ * peer's: the first URI SAN (e.g. spiffe://...), else the first DNS SAN,
+ * else the CN. Leaves id empty when there is no certificate or it does not
+ * verify against the client CA. */
+static void client_cert_identity(struct MHD_Connection *conn, char *id, size_t n)
+{
+    id[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci == NULL || ci->tls_session == NULL)
+        return;
+    gnutls_session_t tls = (gnutls_session_t)ci->tls_session;
+    unsigned status = 0;
+    unsigned int ncerts = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(tls, &ncerts);
+    if (certs == NULL || ncerts == 0 ||
+        gnutls_certificate_verify_peers2(tls, &status) != GNUTLS_E_SUCCESS || status != 0)
+        return;
+    gnutls_x509_crt_t crt;
+    if (gnutls_x509_crt_init(&crt) != GNUTLS_E_SUCCESS)
+        return;
+    if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS) {
+        char dns[AUTH_ID_MAX] = "";
+        for (unsigned i = 0; i < 64 && id[0] == '\0'; i++) {
+            char buf[AUTH_ID_MAX];
+            size_t len = sizeof buf - 1;
+            int t = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &len, NULL);
+            if (t == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+                break;
+            if (t < 0 || len >= sizeof buf || memchr(buf, '\0', len) != NULL)
+                continue;   /* too long, or a NUL inside: not an identity */
+            buf[len] = '\0';
+            if (t == GNUTLS_SAN_URI)
+                snprintf(id, n, "%s", buf);
+            else if (t == GNUTLS_SAN_DNSNAME && dns[0] == '\0')
+                snprintf(dns, sizeof dns, "%s", buf);
+        }
+        if (id[0] == '\0' && dns[0] != '\0')
+            snprintf(id, n, "%s", dns);
+        if (id[0] == '\0') {
+            char cn[AUTH_ID_MAX];
+            size_t len = sizeof cn;
+            if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &len) ==
+                    GNUTLS_E_SUCCESS &&
+                len < sizeof cn)
+                snprintf(id, n, "%s", cn);
+        }
+    }
+    gnutls_x509_crt_deinit(crt);
+}
+
 /* LOOKASIDE_OK, EUNAUTH or EPERM for this request. */
 static lookaside_status authorize(http_server *h, struct MHD_Connection *conn, bool public_path)
 {
@@ -523,6 +576,8 @@ static lookaside_status authorize(http_server *h, struct MHD_Connection *conn, b
     memset(&p, 0, sizeof p);
     p.loopback = is_loopback(sa);
     peer_host(sa, p.host, sizeof p.host);
+    if (h->ca_pem)
+        client_cert_identity(conn, p.cert_id, sizeof p.cert_id);
     const char *az = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (az && strncasecmp(az, "Bearer ", 7) == 0) {
         auth_peer_add_token(&p, az + 7);
@@ -779,6 +834,11 @@ lookaside_status http_server_create(const http_config *cfg, http_server **out, c
             http_server_destroy(h);
             return LOOKASIDE_EINVAL;
         }
+        if (cfg->tls_client_ca_file && (h->ca_pem = slurp(cfg->tls_client_ca_file)) == NULL) {
+            snprintf(err, errlen, "cannot read %s", cfg->tls_client_ca_file);
+            http_server_destroy(h);
+            return LOOKASIDE_EINVAL;
+        }
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
             snprintf(err, errlen, "this libmicrohttpd has no TLS support");
             http_server_destroy(h);
@@ -797,6 +857,7 @@ lookaside_status http_server_create(const http_config *cfg, http_server **out, c
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL},
         {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->cert_pem},
         {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, h->key_pem},
+        {h->ca_pem ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, h->ca_pem},
         {MHD_OPTION_END, 0, NULL}};
     h->d = MHD_start_daemon(flags, (uint16_t)port, on_accept, h, on_request, h,
                             MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
@@ -845,6 +906,7 @@ void http_server_destroy(http_server *h)
     free(h->hist);
     free(h->cert_pem);
     free(h->key_pem);
+    free(h->ca_pem);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h);

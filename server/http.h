@@ -18,8 +18,12 @@
  *     token ("Authorization: Bearer TOKEN", or from a browser Basic
  *     credential with the token as password) is checked against the policy;
  *     without a policy file outside TLS the anonymous peer has it (the demo).
- *     Client certificates are not read on this port (no mTLS identity): use
- *     a token. Refusals: 401 (no identity) / 403 (not allowed).
+ *     With a client CA the endpoint asks for a client certificate; one that
+ *     verifies gives the peer the same identity as on the gRPC port (URI
+ *     SAN, else DNS SAN, else CN). It is asked for, not required, so
+ *     /healthz and /readyz stay reachable by probes without one; every
+ *     other path still needs the permission. Refusals: 401 (no identity) /
+ *     403 (not allowed).
  *
  * Readiness (/readyz): 200 once the gRPC port serves and the restored lists
  * are published (http_set_ready), 503 before and from shutdown on. Lists
@@ -55,6 +59,7 @@ typedef struct http_config {
     const auth *auth;             /* NULL: loopback only, everything allowed */
     const char *tls_cert_file;    /* PEM; both or neither: HTTPS */
     const char *tls_key_file;
+    const char *tls_client_ca_file; /* PEM; with TLS: ask for client certificates */
     size_t max_backend_series;    /* 0 = default 2000 */
     unsigned history_ms;          /* sparkline sample period; 0 = 1000 */
 } http_config;

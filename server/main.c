@@ -554,6 +554,7 @@ int main(int argc, char **argv)
         char herr[300];
         http_config hc = {.listen = f.http_listen, .acquire = http_catalog, .acquire_arg = reg,
                           .auth = sec.au, .tls_cert_file = f.tls_cert, .tls_key_file = f.tls_key,
+                          .tls_client_ca_file = f.tls_ca,
                           .max_backend_series = f.http_max_backends};
         if (http_server_create(&hc, &http, herr, sizeof herr) != LOOKASIDE_OK) {
             log_error("main", "HTTP endpoint: %s", herr);

@@ -210,6 +210,62 @@ def test_access(tmp):
         plain = False
     check(not plain, "plain HTTP is not served on the TLS port")
     check(stop(p) == 0, "TLS server exits 0")
+    return test_mtls(tmp, openssl, crt, key, pol)
+
+
+def make_client_cert(tmp, openssl, name, san, ca=None):
+    """A client certificate with a URI SAN, signed by ca (a (pem, key) pair)
+    or self-signed. Returns (pem, key)."""
+    pem, key = os.path.join(tmp, name + ".pem"), os.path.join(tmp, name + ".key")
+    ext = os.path.join(tmp, name + ".ext")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={san}\nextendedKeyUsage=clientAuth\n")
+    if ca is None:
+        args = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                "-out", pem, "-days", "1", "-subj", f"/CN={name}", "-addext", "subjectAltName=" +
+                san.split("=", 1)[-1]]
+        return (pem, key) if subprocess.run(args, capture_output=True).returncode == 0 else None
+    csr = os.path.join(tmp, name + ".csr")
+    ok = subprocess.run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+                         csr, "-subj", f"/CN={name}"], capture_output=True).returncode == 0
+    ok = ok and subprocess.run([openssl, "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+                                "-CAcreateserial", "-out", pem, "-days", "1", "-extfile", ext],
+                               capture_output=True).returncode == 0
+    return (pem, key) if ok else None
+
+
+def test_mtls(tmp, openssl, crt, key, pol):
+    """With --tls-client-ca a verified client certificate is an identity on
+    the HTTP port too (the policy's "id" lines)."""
+    ca = make_client_cert(tmp, openssl, "ca", "URI:spiffe://test/ca")
+    ops = ca and make_client_cert(tmp, openssl, "ops", "URI:spiffe://test/ops", ca)
+    other = ca and make_client_cert(tmp, openssl, "other", "URI:spiffe://test/other", ca)
+    rogue = make_client_cert(tmp, openssl, "rogue", "URI:spiffe://test/ops")  # not from the CA
+    if not check(ca and ops and other and rogue, "client certificates made"):
+        return 1
+    with open(pol, "a") as f:
+        f.write("id spiffe://test/ops watch:*\nid spiffe://test/other watch:web\n")
+    os.remove(os.path.join(tmp, "server.log"))
+    p, _, hp = start_server(tmp, ["--tls-cert", crt, "--tls-key", key, "--policy-file", pol,
+                                  "--tls-client-ca", ca[0]])
+
+    def ctx(cert):
+        c = ssl.create_default_context(cafile=crt)
+        if cert:
+            c.load_cert_chain(cert[0], cert[1])
+        return c
+    st, body, _ = http_get(hp, "/metrics", tls=ctx(ops))
+    check(st == 200 and "lookaside_up 1" in body,
+          f"mTLS: a CA-signed certificate naming spiffe://test/ops (watch:*): 200 ({st})")
+    st, _, _ = http_get(hp, "/metrics", tls=ctx(other))
+    check(st == 403, f"mTLS: spiffe://test/other (watch:web only): 403 ({st})")
+    st, _, _ = http_get(hp, "/metrics", tls=ctx(rogue))
+    check(st == 401, f"mTLS: the same name, not signed by the CA: 401 ({st})")
+    st, _, _ = http_get(hp, "/metrics", tls=ctx(None))
+    check(st == 401, f"mTLS: no certificate, no token: 401 ({st})")
+    st, _, _ = http_get(hp, "/healthz", tls=ctx(None))
+    check(st == 200, f"mTLS: /healthz without a certificate (probes): 200 ({st})")
+    check(stop(p) == 0, "mTLS server exits 0")
 
 
 # ---------------------------------------------------------------- readyz
