@@ -385,22 +385,10 @@ lookaside_status lookaside_client_wait_ready(lookaside_client *c, const char *se
     return st;
 }
 
-lookaside_status lookaside_pick(lookaside_client *c, const char *service,
-                                struct lookaside_pick *out)
+/* The pick itself, shared by both entry points (inlined into each: this
+ * is the hot path). */
+static inline lookaside_status pick_in(la_service *svc, struct lookaside_pick *out)
 {
-    if (c == NULL || service == NULL || out == NULL)
-        return LOOKASIDE_EINVAL;
-    la_service *svc = client_find_service(c, service);
-    if (svc == NULL)
-        return LOOKASIDE_ENOTFOUND;
-    return lookaside_pick_service((lookaside_service *)svc, out);
-}
-
-lookaside_status lookaside_pick_service(lookaside_service *handle, struct lookaside_pick *out)
-{
-    if (handle == NULL || out == NULL)
-        return LOOKASIDE_EINVAL;
-    la_service *svc = (la_service *)handle;
     struct ebr_rec *r = ebr_enter();
     pick_snap *s = atomic_load_explicit(&svc->snap, memory_order_seq_cst);
     if (s == NULL) {
@@ -420,6 +408,24 @@ lookaside_status lookaside_pick_service(lookaside_service *handle, struct lookas
     out->address = b->is_fallback ? svc->fallback_target : b->addr;
     out->internal_ = (void *)((uintptr_t)b | k);
     return LOOKASIDE_OK;
+}
+
+lookaside_status lookaside_pick(lookaside_client *c, const char *service,
+                                struct lookaside_pick *out)
+{
+    if (c == NULL || service == NULL || out == NULL)
+        return LOOKASIDE_EINVAL;
+    la_service *svc = client_find_service(c, service);
+    if (svc == NULL)
+        return LOOKASIDE_ENOTFOUND;
+    return pick_in(svc, out);
+}
+
+lookaside_status lookaside_pick_service(lookaside_service *handle, struct lookaside_pick *out)
+{
+    if (handle == NULL || out == NULL)
+        return LOOKASIDE_EINVAL;
+    return pick_in((la_service *)handle, out);
 }
 
 void lookaside_pick_done(lookaside_client *c, struct lookaside_pick *pick,
