@@ -85,6 +85,47 @@ static void set_peer(fz_server *s, rpc_call *c, uint8_t token)
 
 /* ----------------------------------------------------------------- oracles */
 
+/* Versions per service name across restarts (fuzz_server_run resets it):
+ * a list served after a restart must be newer than every list of that name
+ * served before it ("versions never repeat for a name"), except the
+ * UNKNOWN_SERVICE answer (version 1 for a name the server does not know). */
+typedef struct seen_version {
+    char name[254];
+    uint64_t now, before;   /* max in this incarnation, max in earlier ones */
+} seen_version;
+#define MAX_SEEN 32
+static seen_version g_seen[MAX_SEEN];
+static size_t g_nseen;
+
+static void note_version(const Lookaside__V1__ServerList *sl)
+{
+    if (sl->state == LOOKASIDE__V1__LIST_STATE__LIST_STATE_UNKNOWN_SERVICE)
+        return;
+    seen_version *e = NULL;
+    for (size_t i = 0; i < g_nseen && e == NULL; i++)
+        if (strcasecmp(g_seen[i].name, sl->service) == 0)
+            e = &g_seen[i];
+    if (e == NULL) {
+        if (g_nseen == MAX_SEEN)
+            return;
+        e = &g_seen[g_nseen++];
+        snprintf(e->name, sizeof e->name, "%s", sl->service);
+        e->now = e->before = 0;
+    }
+    if (e->before > 0 && sl->version <= e->before)
+        fz_fail("%s: version %llu after a restart; %llu was served before it", sl->service,
+                (unsigned long long)sl->version, (unsigned long long)e->before);
+    if (sl->version > e->now)
+        e->now = sl->version;
+}
+
+static void versions_restart(void)
+{
+    for (size_t i = 0; i < g_nseen; i++)
+        if (g_seen[i].now > g_seen[i].before)
+            g_seen[i].before = g_seen[i].now;
+}
+
 static void check_server_list(rpc_call *c, const ProtobufCMessage *m)
 {
     const Lookaside__V1__ServerList *sl = (const Lookaside__V1__ServerList *)m;
@@ -97,6 +138,7 @@ static void check_server_list(rpc_call *c, const ProtobufCMessage *m)
         fz_fail("%s: version %llu after %llu", c->m->path, (unsigned long long)sl->version,
                 (unsigned long long)c->last_version);
     c->last_version = sl->version;
+    note_version(sl);
     for (size_t i = 0; i < sl->n_backends; i++) {
         la_addr a;
         if (addr_parse(sl->backends[i]->address, &a) != LOOKASIDE_OK)
@@ -410,6 +452,7 @@ static void restart(fz_server *s)
     registry_tick(s->reg);
     char *before = backend_set(s->reg);
     server_close(s);
+    versions_restart();
     server_open(s);
     /* Acknowledged registrations survive a clean restart. */
     for (char *line = before, *nl; *line; line = nl + 1) {
@@ -460,6 +503,7 @@ int fz_server_run(const char *const *paths, size_t npaths, unsigned flags, const
     setup_methods(s, paths, npaths);
     fz_db_path(s->db, sizeof s->db);
     fz_clock_reset();
+    g_nseen = 0;
     if (loop_create(&s->l) != LOOKASIDE_OK)
         abort();
     server_open(s);
