@@ -61,11 +61,12 @@ static void fallback_leave(la_service *svc)
 }
 
 /* Whether b counts for self-preservation: listed as serving and with a
- * channel that is not failing (a backend whose connection is already broken
- * may leave at once). */
+ * connection that is not failing or broken (such a backend may leave at
+ * once). */
 static bool preservable(const la_backend *b)
 {
-    return b->state != LA_DRAINING && !conn_failed(b->conn);
+    return b->state != LA_DRAINING && !conn_failed(b->conn) &&
+           !atomic_load_explicit(&b->down, memory_order_relaxed);
 }
 
 /* Self-preservation (rule in lookaside.h): marks (b->preserve) which of the
@@ -77,7 +78,6 @@ static size_t preserve_plan(la_service *svc, const struct entry *e, size_t ne)
     for (size_t j = 0; j < svc->n; j++) {
         la_backend *b = svc->list[j];
         b->preserve = false;
-        b->dropped = false;
         while (i < ne && strcmp(e[i].addr, b->addr) < 0)
             i++;
         b->dropped = !(i < ne && strcmp(e[i].addr, b->addr) == 0);
