@@ -6,7 +6,7 @@
  *
  * Starts lookaside-server (127.0.0.1, ephemeral port, temporary database)
  * and P worker processes. Together they keep N backends registered as Report
- * streams (a load report per backend per second) and N Watch streams spread
+ * streams (two load reports per backend per second) and N Watch streams spread
  * over the services, all on one channel per worker, driven asynchronously
  * from one completion queue. Every second the workers replace churn-per-s
  * backends (half leave cleanly, half are cancelled; each comes back at a new
@@ -32,6 +32,8 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 
 #include "lookaside/v1/lookaside.pb-c.h"
 
@@ -93,6 +95,7 @@ typedef struct worker {
     unsigned rnd;
     /* counters sent to the parent */
     long long acks, lists, restarts, unexpected_ends;
+    char first_end[160];       /* status of the first stream the server ended */
 } worker;
 
 static grpc_byte_buffer *pack(const ProtobufCMessage *m)
@@ -231,12 +234,16 @@ static void stream_done(worker *w, size_t i)
     st->live = false;
     grpc_metadata_array_destroy(&st->md);
     grpc_metadata_array_destroy(&st->trail);
-    grpc_slice_unref(st->details);
     if (st->recv)
         grpc_byte_buffer_destroy(st->recv);
     st->recv = NULL;
-    if (!st->leaving)
-        w->unexpected_ends++;
+    if (!st->leaving && w->unexpected_ends++ == 0) {
+        char *d = grpc_slice_to_c_string(st->details);
+        snprintf(w->first_end, sizeof w->first_end, "%s: %d %s",
+                 st->reporter ? "Report" : "Watch", (int)st->code, d);
+        gpr_free(d);
+    }
+    grpc_slice_unref(st->details);
     /* Back at once: a replaced backend at a new address, a watcher on
      * another service. */
     st->gen++;
@@ -320,9 +327,11 @@ static int worker_main(int id, const opts *o, const char *target, int out_fd)
         if (ev.type == GRPC_OP_COMPLETE)
             on_event(&w, ev, false);
         long long now = now_ms();
-        /* One load per reporter per second, spread evenly over the second
-         * (a reporter still sending its last one skips a turn). */
-        for (long long due = (now - t0) * w.n_rep / 1000; loads < due; loads++, load_cursor++)
+        /* Two loads per reporter per second (the balancer asks for one per
+         * 1000 ms and evicts after 3 missed), spread evenly: a worker that
+         * falls behind under CPU contention, or a reporter still sending and
+         * skipping a turn, does not get its backends evicted. */
+        for (long long due = (now - t0) * w.n_rep / 500; loads < due; loads++, load_cursor++)
             send_load(&w, &w.s[load_cursor % (size_t)w.n_rep]);
         if (now >= next_tick) {
             next_tick += 1000;
@@ -349,9 +358,12 @@ static int worker_main(int id, const opts *o, const char *target, int out_fd)
         for (size_t i = 0; i < n && !any; i++)
             any = w.s[i].live;
     }
-    char line[200];
-    int len = snprintf(line, sizeof line, "%lld %lld %lld %lld\n", w.acks, w.lists, w.restarts,
-                       w.unexpected_ends);
+    char line[300];
+    for (char *p = w.first_end; *p; p++)
+        if (*p == '\n' || *p == '|')
+            *p = ' ';
+    int len = snprintf(line, sizeof line, "%lld %lld %lld %lld |%s\n", w.acks, w.lists,
+                       w.restarts, w.unexpected_ends, w.first_end);
     if (write(out_fd, line, (size_t)len) != len)
         return 1;
     grpc_channel_destroy(w.ch);
@@ -548,11 +560,15 @@ int main(int argc, char **argv)
     long long acks = 0, lists = 0, restarts = 0, unexpected = 0;
     FILE *in = fdopen(pfd[0], "r");
     long long a, l, r, u;
-    while (in && fscanf(in, "%lld %lld %lld %lld", &a, &l, &r, &u) == 4) {
+    char first_end[200] = "", fe[200];
+    while (in && fscanf(in, "%lld %lld %lld %lld |%199[^\n]", &a, &l, &r, &u, fe) >= 4) {
         acks += a;
         lists += l;
         restarts += r;
         unexpected += u;
+        if (first_end[0] == '\0' && u > 0)
+            snprintf(first_end, sizeof first_end, "%s", fe);
+        fe[0] = '\0';
     }
     if (in)
         fclose(in);
@@ -566,16 +582,17 @@ int main(int argc, char **argv)
                 alive ? "was not sampled after the warm-up" : "died", log);
         return 1;
     }
-    char notes[400];
+    char notes[800];
     snprintf(notes, sizeof notes,
              "%.0f s (baseline after %.0f s warm-up), %ld backends + %ld watchers from %ld "
              "processes, %ld backends and %ld watchers replaced per s; RSS %ld -> %ld kB (max "
              "%ld); fds %ld -> %ld (max "
-             "%ld); %lld acks, %lld lists, %lld streams replaced, %lld ended by the server; "
+             "%ld); %lld acks, %lld lists, %lld streams replaced, %lld ended by the server%s%s%s; "
              "server exit %d",
              o.duration_s, o.warmup_s, o.backends, o.watchers, o.procs, o.churn, o.churn,
              base_rss, rss,
              max_rss, base_fd, fds, max_fd, acks, lists, restarts, unexpected,
+             unexpected ? " (first: " : "", unexpected ? first_end : "", unexpected ? ")" : "",
              WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
     result("soak.rss_growth_pct", 100.0 * (double)(rss - base_rss) / (double)base_rss, "%",
            "< 5", notes);
