@@ -559,8 +559,10 @@ static void watch_msg(etcd *e, ecall *c, ProtobufCMessage *m)
         if (ev->kv == NULL)
             continue;
         etcd_kv v = kv_view(ev->kv);
-        if (v.mod_revision <= e->last_rev)
-            continue;   /* already seen (never expected; never applied twice) */
+        /* Events of one transaction share a revision: only an older one is
+         * a repeat (never expected after resuming at last_rev + 1). */
+        if (v.mod_revision < e->last_rev)
+            continue;
         e->last_rev = v.mod_revision;
         e->h->on_event(e->arg, ev->type == MVCCPB__EVENT__EVENT_TYPE__PUT, &v);
     }

@@ -351,7 +351,10 @@ static void flush(replica *r)
     owned **puts = NULL;
     size_t np = 0, cap = 0;
     /* Weight-only changes go out in rounds, every weight_min_ms at most,
-     * all together: one transaction per service per round. */
+     * all together: one transaction per service per round. The registry
+     * publishes a service's weights together, once per weight period, so a
+     * round usually follows its publish at once: other replicas lag by one
+     * etcd round trip, not by the cap. */
     bool weight_round = now >= r->weight_due;
     if (weight_round)
         r->weight_due = now + r->weight_min_ms;
@@ -395,6 +398,8 @@ static void flush(replica *r)
             r->inflight++;
         }
     }
+    log_debug("replica", "flush: %zu registrations to put, %zu calls in flight, lease %llx",
+              np, r->inflight, (unsigned long long)etcd_lease(r->etcd));
     if (np > 0) {
         qsort(puts, np, sizeof *puts, key_cmp);
         int64_t again = send_batches(r, puts, np, now);
@@ -461,7 +466,8 @@ static void mirror_put(void *arg, const reg_backend *b)
     o->forget = false;
     o->weight_only = (o->dirty ? o->weight_only : true) && weight_only;
     o->dirty = true;
-    schedule_flush(r, o->weight_only ? r->weight_due : clock_mono_ms());
+    int64_t now = clock_mono_ms();
+    schedule_flush(r, o->weight_only && r->weight_due > now ? r->weight_due : now);
 }
 
 static void mirror_delete(void *arg, const char *service, const char *address)
@@ -738,7 +744,10 @@ void replica_config_default(replica_config *c)
     memset(c, 0, sizeof *c);
     c->prefix = "/lookaside/";
     c->lease_ttl_s = 10;
-    c->weight_min_interval_ms = 1000;
+    /* Half the registry's default weight period: each period's publish
+     * goes out at once, and no service is written more than twice a
+     * second for weights. */
+    c->weight_min_interval_ms = 500;
     c->max_inflight = 256;
 }
 

@@ -48,7 +48,7 @@ typedef struct replica_config {
     const char *prefix;                 /* --etcd-prefix (default "/lookaside/") */
     const char *ca_file, *cert_file, *key_file;   /* TLS to etcd (optional) */
     int64_t lease_ttl_s;                /* default 10 */
-    int64_t weight_min_interval_ms;     /* weight-only write rounds; default 1000 */
+    int64_t weight_min_interval_ms;     /* weight-only write rounds; default 500 */
     size_t max_inflight;                /* concurrent writes; default 256 */
 } replica_config;
 
