@@ -427,7 +427,7 @@ static void m_delete(void *arg, const char *service, const char *address)
 static void test_replica_hooks(void **state)
 {
     fixture *f = *state;
-    static const reg_mirror_ops ops = {m_put, m_delete};
+    static const reg_mirror_ops ops = {.backend_put = m_put, .backend_delete = m_delete};
     mirror_log m = {0};
     registry_set_mirror(f->r, &ops, &m);
     owner *a = attach(f, "rp", "127.0.0.2:80");
