@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -919,6 +922,168 @@ static void test_tls_to_etcd(void **state)
     assert_false(t3_lists);
 }
 
+/* ---- a TCP proxy between one replica and etcd, which the test can cut ---- */
+
+#define PROXY_MAX 32
+
+typedef struct tproxy {
+    int lfd, port, target_port;
+    int a[PROXY_MAX], b[PROXY_MAX];   /* client side, etcd side; -1 free */
+    pthread_t th;
+    atomic_bool stop, blocked;
+} tproxy;
+
+static void proxy_close_pair(tproxy *p, int i)
+{
+    close(p->a[i]);
+    close(p->b[i]);
+    p->a[i] = p->b[i] = -1;
+}
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Forwards bytes both ways; while blocked, drops every connection and
+ * refuses new ones (the replica sees etcd go away). Bounded: 50 ms polls
+ * until stop. */
+static void *proxy_run(void *arg)
+{
+    tproxy *p = arg;
+    char buf[16384];
+    while (!atomic_load(&p->stop)) {
+        if (atomic_load(&p->blocked))
+            for (int i = 0; i < PROXY_MAX; i++)
+                if (p->a[i] >= 0)
+                    proxy_close_pair(p, i);
+        struct pollfd pf[1 + 2 * PROXY_MAX];
+        int idx[1 + 2 * PROXY_MAX];
+        int n = 0;
+        pf[n] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
+        idx[n++] = -1;
+        for (int i = 0; i < PROXY_MAX; i++)
+            if (p->a[i] >= 0) {
+                pf[n] = (struct pollfd){.fd = p->a[i], .events = POLLIN};
+                idx[n++] = i;
+                pf[n] = (struct pollfd){.fd = p->b[i], .events = POLLIN};
+                idx[n++] = i;
+            }
+        if (poll(pf, (nfds_t)n, 50) <= 0)
+            continue;
+        if (pf[0].revents & POLLIN) {
+            int c = accept(p->lfd, NULL, NULL);
+            int slot = -1;
+            for (int i = 0; i < PROXY_MAX && slot < 0; i++)
+                if (p->a[i] < 0)
+                    slot = i;
+            int t = c >= 0 && slot >= 0 && !atomic_load(&p->blocked) ? connect_port(p->target_port)
+                                                                     : -1;
+            if (t < 0) {
+                if (c >= 0)
+                    close(c);
+            } else {
+                p->a[slot] = c;
+                p->b[slot] = t;
+            }
+        }
+        for (int k = 1; k < n; k++) {
+            int i = idx[k];
+            if (p->a[i] < 0 || !(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            int from = pf[k].fd, to = from == p->a[i] ? p->b[i] : p->a[i];
+            ssize_t r = read(from, buf, sizeof buf);
+            if (r <= 0 || write(to, buf, (size_t)r) != r)
+                proxy_close_pair(p, i);
+        }
+    }
+    for (int i = 0; i < PROXY_MAX; i++)
+        if (p->a[i] >= 0)
+            proxy_close_pair(p, i);
+    return NULL;
+}
+
+static int proxy_start(tproxy *p, int target_port)
+{
+    memset(p, 0, sizeof *p);
+    for (int i = 0; i < PROXY_MAX; i++)
+        p->a[i] = p->b[i] = -1;
+    p->target_port = target_port;
+    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(p->lfd, 16) != 0 || getsockname(p->lfd, (struct sockaddr *)&sa, &len) != 0)
+        return -1;
+    p->port = ntohs(sa.sin_port);
+    return pthread_create(&p->th, NULL, proxy_run, p) == 0 ? 0 : -1;
+}
+
+static void proxy_stop(tproxy *p)
+{
+    atomic_store(&p->stop, true);
+    pthread_join(p->th, NULL);
+    close(p->lfd);
+}
+
+/* A replica cut off from etcd while backends come and go and etcd compacts
+ * its history: it serves its last state meanwhile; when it can reach etcd
+ * again its watch cannot resume (the revision was compacted), so it lists
+ * the prefix again and converges: the backend that left is dropped, the
+ * new one is listed. */
+static void test_watch_resume_after_compaction(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    tproxy px;
+    assert_int_equal(proxy_start(&px, F.cport), 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", px.port);
+    const char *extra[] = {"--etcd", ep, "--etcd-lease-ttl", LEASE_TTL, NULL};
+    proc c = {0};
+    assert_int_equal(h_server_start(&c, "/nonexistent/unused.db", extra), 0);
+    lookaside_reporter *p1 = reporter_at(F.a.addr, "compact", "127.0.0.1:9801");
+    lookaside_reporter *p2 = reporter_at(F.a.addr, "compact", "127.0.0.1:9802");
+    assert_true(wait_listed(c.addr, "compact", "127.0.0.1:9801", true, 10000));
+    assert_true(wait_listed(c.addr, "compact", "127.0.0.1:9802", true, 10000));
+
+    atomic_store(&px.blocked, true);
+    assert_int_equal(lookaside_reporter_stop(p1, 3000), LOOKASIDE_OK);
+    assert_true(wait_listed(F.b.addr, "compact", "127.0.0.1:9801", false, 10000));
+    lookaside_reporter *p3 = reporter_at(F.a.addr, "compact", "127.0.0.1:9803");
+    assert_true(wait_listed(F.b.addr, "compact", "127.0.0.1:9803", true, 10000));
+    char cmd[200];
+    snprintf(cmd, sizeof cmd,
+             "ETCDCTL_API=3 etcdctl --endpoints %s --command-timeout=2s compact %lld "
+             ">/dev/null",
+             F.ep, etcd_revision());
+    assert_int_equal(system(cmd), 0);
+    /* Fail static while cut off: the departed backend is still listed. */
+    assert_true(listed_at(c.addr, "compact", "127.0.0.1:9801"));
+    assert_false(listed_at(c.addr, "compact", "127.0.0.1:9803"));
+
+    atomic_store(&px.blocked, false);
+    assert_true(wait_listed(c.addr, "compact", "127.0.0.1:9803", true, 15000));
+    assert_true(wait_listed(c.addr, "compact", "127.0.0.1:9801", false, 15000));
+    bool relisted = h_log_has(&c, "was compacted");
+    assert_true(listed_at(c.addr, "compact", "127.0.0.1:9802"));
+    assert_int_equal(h_server_teardown(&c, NULL), 0);
+    proxy_stop(&px);
+    assert_true(relisted);
+    lookaside_reporter_destroy(p1);
+    assert_int_equal(lookaside_reporter_stop(p2, 3000), LOOKASIDE_OK);
+    assert_int_equal(lookaside_reporter_stop(p3, 3000), LOOKASIDE_OK);
+    lookaside_reporter_destroy(p2);
+    lookaside_reporter_destroy(p3);
+}
+
 #define N_LOAD 20
 
 /* Load reports are not etcd writes: 20 backends reporting every second at
@@ -987,6 +1152,7 @@ int main(void)
         cmocka_unit_test(test_etcd_outage),
         cmocka_unit_test(test_weight_writes),
         cmocka_unit_test(test_hostile_etcd_content),
+        cmocka_unit_test(test_watch_resume_after_compaction),
         cmocka_unit_test(test_tls_to_etcd),
     };
     const struct CMUnitTest cluster_tests[] = {
