@@ -459,6 +459,62 @@ static void test_kill_replica(void **state)
     assert_int_equal(replica_start(&F.a), 0);
 }
 
+/* Self-preservation across replicas: replica A dies and its four backends'
+ * reporters cannot re-register elsewhere (bare streams to A). When A's lease
+ * expires, B sees four deletes at once; it drops at most half of the
+ * service within the 10 s window and keeps the rest listed as RESTORED
+ * (README "How it behaves"), instead of emptying the list. */
+static void test_lease_expiry_self_preservation(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    tclient *ca = tc_connect(F.a.addr);
+    tstream *st[4];
+    char addr[4][32];
+    for (int i = 0; i < 4; i++) {
+        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", 9901 + i);
+        st[i] = h_report_registered(ca, "preserve", addr[i], NULL, NULL);
+        assert_non_null(st[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_true(wait_listed(F.b.addr, "preserve", addr[i], true, 10000));
+    h_kill(&F.a);
+    long long t_kill = h_now_ms();
+    tclient *cb = tc_connect(F.b.addr);
+    size_t min_listed = 4;
+    bool restored = false;
+    /* Past the lease TTL (3 s) and etcd's expiry check, within the window. */
+    while (h_now_ms() - t_kill < 7000) {
+        Lookaside__V1__WatchRequest rq = LOOKASIDE__V1__WATCH_REQUEST__INIT;
+        rq.service = "preserve";
+        ProtobufCMessage *m = NULL;
+        if (tc_unary(cb, "/lookaside.v1.Balancer/GetServerList", &rq.base,
+                     &lookaside__v1__server_list__descriptor, &m, NULL, 2000) == GRPC_STATUS_OK &&
+            m) {
+            Lookaside__V1__ServerList *l = (Lookaside__V1__ServerList *)m;
+            if (l->n_backends < min_listed)
+                min_listed = l->n_backends;
+            for (size_t i = 0; i < l->n_backends; i++)
+                if (l->backends[i]->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED)
+                    restored = true;
+        }
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        h_sleep_ms(100);
+    }
+    printf("FIGURE replica A SIGKILLed with 4 backends that cannot re-register: B listed at "
+           "least %zu of them in the 7 s after (lease TTL 3 s), RESTORED seen: %d\n",
+           min_listed, restored);
+    for (int i = 0; i < 4; i++)
+        ts_destroy(st[i]);
+    tc_close(ca);
+    tc_close(cb);
+    unlink(F.a.log);
+    assert_int_equal(replica_start(&F.a), 0);
+    assert_true(min_listed >= 2);
+    assert_true(restored);
+}
+
 #ifdef LOOKASIDE_ETCD_LOAD
 /* SIGKILL replica A under client load: two demo backends registered at A
  * (targets "A,B"), the demo client watching A and calling them at 200/s
@@ -1146,6 +1202,7 @@ int main(void)
         cmocka_unit_test(test_register_and_drain_across_replicas),
         cmocka_unit_test(test_propagation_figures),
         cmocka_unit_test(test_kill_replica),
+        cmocka_unit_test(test_lease_expiry_self_preservation),
 #ifdef LOOKASIDE_ETCD_LOAD
         cmocka_unit_test(test_kill_replica_under_load),
 #endif
