@@ -676,6 +676,11 @@ static void write_reply(etcd *e, ecall *c, ProtobufCMessage *m, grpc_status_code
         log_warn("etcd", "write failed on %s: %d %s", e->endpoints[c->ep], (int)code, details);
         if (code == GRPC_STATUS_UNAVAILABLE && c->ep == e->cur)
             e->cur = (e->cur + 1) % e->n_ep;
+        /* Our lease expired without the keep-alive stream saying so (a
+         * member that stopped answering): get a new one, the owner puts
+         * everything again. */
+        if (code == GRPC_STATUS_NOT_FOUND && strstr(details, "lease not found") && e->lease != 0)
+            lease_lost(e);
     }
     if (c->done && !e->closing)
         c->done(c->done_arg, ok, rev);
