@@ -3,7 +3,9 @@
  * dir; every process stopped by its PID.
  *
  * Figures (propagation time, gaps) are printed, never asserted. */
+#define _XOPEN_SOURCE 700   /* nftw */
 #include <arpa/inet.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,6 +45,47 @@ typedef struct fx {
 } fx;
 
 static fx F;
+
+/* Processes a test starts itself: stopped by the group teardown when an
+ * assertion ends the test early (cmocka leaves the test function). */
+#define MAX_EXTRA 8
+static proc *g_extra[MAX_EXTRA];
+
+static void track(proc *p)
+{
+    for (int i = 0; i < MAX_EXTRA; i++)
+        if (g_extra[i] == NULL || g_extra[i] == p) {
+            g_extra[i] = p;
+            return;
+        }
+}
+
+static void stop_tracked(void)
+{
+    for (int i = 0; i < MAX_EXTRA; i++) {
+        if (g_extra[i] && g_extra[i]->pid > 0) {
+            h_stop(g_extra[i]);
+            unlink(g_extra[i]->log);
+        }
+        g_extra[i] = NULL;
+    }
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* etcd's data dirs nest (member/snap, member/wal): h_rmdir removes one
+ * level only. */
+static void rm_tree(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static int free_port(void)
 {
@@ -114,7 +157,8 @@ static int group_teardown(void **state)
     if (F.etcd.pid > 0)
         h_stop(&F.etcd);
     unlink(F.etcd.log);
-    h_rmdir(F.dir);
+    stop_tracked();
+    rm_tree(F.dir);
     grpc_shutdown();
     return rc;
 }
@@ -693,7 +737,7 @@ static int cluster_teardown(void **state)
             h_stop(&C.m[i]);
         unlink(C.m[i].log);
     }
-    h_rmdir(C.dir);
+    rm_tree(C.dir);
     return rc;
 }
 
@@ -950,12 +994,20 @@ static void test_tls_to_etcd(void **state)
                           "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
                           "--initial-cluster", initial, "--cert-file", crt, "--key-file", key,
                           "--trusted-ca-file", ca, "--client-cert-auth", NULL};
-    proc et = {0};
+    static proc et;
+    memset(&et, 0, sizeof et);
+    track(&et);
     assert_int_equal(h_spawn(&et, argv, "ready to serve client requests"), 0);
     const char *tls[] = {"--etcd", ep, "--etcd-ca", ca, "--etcd-cert", ccrt, "--etcd-key", ckey,
                          NULL};
     const char *nocert[] = {"--etcd", ep, "--etcd-ca", ca, NULL};
-    proc t1 = {0}, t2 = {0}, t3 = {0};
+    static proc t1, t2, t3;
+    memset(&t1, 0, sizeof t1);
+    memset(&t2, 0, sizeof t2);
+    memset(&t3, 0, sizeof t3);
+    track(&t1);
+    track(&t2);
+    track(&t3);
     assert_int_equal(h_server_start(&t1, "/nonexistent/unused.db", tls), 0);
     assert_int_equal(h_server_start(&t2, "/nonexistent/unused.db", tls), 0);
     assert_int_equal(h_server_start(&t3, "/nonexistent/unused.db", nocert), 0);
@@ -1103,7 +1155,9 @@ static void test_watch_resume_after_compaction(void **state)
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", px.port);
     const char *extra[] = {"--etcd", ep, "--etcd-lease-ttl", LEASE_TTL, NULL};
-    proc c = {0};
+    static proc c;
+    memset(&c, 0, sizeof c);
+    track(&c);
     assert_int_equal(h_server_start(&c, "/nonexistent/unused.db", extra), 0);
     lookaside_reporter *p1 = reporter_at(F.a.addr, "compact", "127.0.0.1:9801");
     lookaside_reporter *p2 = reporter_at(F.a.addr, "compact", "127.0.0.1:9802");
