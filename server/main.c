@@ -61,6 +61,12 @@ static void usage(FILE *f)
             "  --dns-refresh-ms N          DNS poll period (default 5000)\n"
             "  --report-interval-ms N      report interval asked of backends (default 1000)\n"
             "  --evict-intervals N         missed intervals before eviction (default 3)\n"
+            "  --restore-grace-ms N        how long restored backends wait for a report\n"
+            "                              after a restart (default 10000)\n"
+            "  --heartbeat-ms N            quiet time before a Watch heartbeat (default\n"
+            "                              valid_for/3 = 10000)\n"
+            "  --service-retention-ms N    empty, unwatched services are forgotten after\n"
+            "                              this (default 86400000; sooner when a slot is needed)\n"
             "  --push-delay-ms N           coalescing window before a push (default 5)\n"
             "  --weight-period-ms N        weight recompute period (default 1000)\n"
             "  --policy NAME               weight policy: a58 (default) or equal\n"
@@ -109,8 +115,8 @@ static int parse_flags(int argc, char **argv, flags *f)
     enum { F_LISTEN = 1, F_DB, F_DISCOVER, F_DNS_REFRESH, F_REPORT_INTERVAL, F_EVICT, F_PUSH,
            F_WEIGHT, F_POLICY, F_MAXB, F_MAXS, F_MAXPEER, F_MAXMSG, F_MAXREP, F_LBSTATS, F_LBMAX,
            F_TOKENS, F_LOG, F_HELP, F_VERSION, F_TLS_CERT, F_TLS_KEY, F_TLS_CA, F_POLICY_FILE,
-           F_INSECURE, F_HTTP, F_HTTP_MAX,
-           F_MAXCALLS, F_MAXWAIT, F_REQTIMEOUT, F_LOGFMT, F_LOGRATE,
+           F_INSECURE, F_RESTORE_GRACE, F_HEARTBEAT, F_RETENTION,
+           F_MAXCALLS, F_MAXWAIT, F_REQTIMEOUT, F_LOGFMT, F_LOGRATE, F_HTTP, F_HTTP_MAX,
            F_ETCD, F_ETCD_PREFIX, F_ETCD_TTL, F_ETCD_CA, F_ETCD_CERT, F_ETCD_KEY };
     static const struct option opts[] = {
         {"listen", required_argument, 0, F_LISTEN},
@@ -138,6 +144,14 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"tls-client-ca", required_argument, 0, F_TLS_CA},
         {"policy-file", required_argument, 0, F_POLICY_FILE},
         {"insecure", no_argument, 0, F_INSECURE},
+        {"restore-grace-ms", required_argument, 0, F_RESTORE_GRACE},
+        {"heartbeat-ms", required_argument, 0, F_HEARTBEAT},
+        {"service-retention-ms", required_argument, 0, F_RETENTION},
+        {"max-calls-per-peer", required_argument, 0, F_MAXCALLS},
+        {"max-waiting-per-peer", required_argument, 0, F_MAXWAIT},
+        {"request-timeout-ms", required_argument, 0, F_REQTIMEOUT},
+        {"log-format", required_argument, 0, F_LOGFMT},
+        {"log-rate", required_argument, 0, F_LOGRATE},
         {"http-listen", required_argument, 0, F_HTTP},
         {"http-max-backends", required_argument, 0, F_HTTP_MAX},
         {"etcd", required_argument, 0, F_ETCD},
@@ -146,11 +160,6 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"etcd-ca", required_argument, 0, F_ETCD_CA},
         {"etcd-cert", required_argument, 0, F_ETCD_CERT},
         {"etcd-key", required_argument, 0, F_ETCD_KEY},
-        {"max-calls-per-peer", required_argument, 0, F_MAXCALLS},
-        {"max-waiting-per-peer", required_argument, 0, F_MAXWAIT},
-        {"request-timeout-ms", required_argument, 0, F_REQTIMEOUT},
-        {"log-format", required_argument, 0, F_LOGFMT},
-        {"log-rate", required_argument, 0, F_LOGRATE},
         {0, 0, 0, 0}};
     /* LOOKASIDE_<FLAG> variables supply flags the command line lacks. */
     static const char *const repeatable[] = {"discover", NULL};
@@ -228,6 +237,18 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_TLS_CA: f->tls_ca = optarg; break;
         case F_POLICY_FILE: f->policy_file = optarg; break;
         case F_INSECURE: f->insecure = true; break;
+        case F_RESTORE_GRACE:
+            ok = util_parse_ll(optarg, 0, 86400000, &v);
+            f->rc.restore_grace_ms = v;
+            break;
+        case F_HEARTBEAT:
+            ok = util_parse_ll(optarg, 100, 3600000, &v);
+            f->rc.heartbeat_ms = v;
+            break;
+        case F_RETENTION:
+            ok = util_parse_ll(optarg, 0, 365LL * 86400000, &v);
+            f->rc.service_retention_ms = v;
+            break;
         case F_LOG: {
             int lvl = log_level_parse(optarg);
             if (lvl < 0)
@@ -236,11 +257,6 @@ static int parse_flags(int argc, char **argv, flags *f)
                 log_set_level((enum log_level)lvl);
             break;
         }
-        case F_HTTP: f->http_listen = optarg; break;
-        case F_HTTP_MAX:
-            ok = util_parse_ll(optarg, 0, 1000000, &v);
-            f->http_max_backends = (size_t)v;
-            break;
         case F_MAXCALLS:
             ok = util_parse_ll(optarg, 1, 10000000, &v);
             f->max_calls_per_peer = (size_t)v;
@@ -264,6 +280,11 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_LOGRATE:
             ok = util_parse_ll(optarg, 0, 1000000, &v);
             log_set_rate_limit((unsigned)v);
+            break;
+        case F_HTTP: f->http_listen = optarg; break;
+        case F_HTTP_MAX:
+            ok = util_parse_ll(optarg, 0, 1000000, &v);
+            f->http_max_backends = (size_t)v;
             break;
         case F_ETCD: f->etcd.endpoints = optarg; break;
         case F_ETCD_PREFIX: f->etcd.prefix = optarg; break;
