@@ -859,6 +859,10 @@ const snap_service *registry_snapshot(registry *r, const char *name)
     reg_service *s = registry_find(r, name);
     if (s == NULL)
         return NULL;
+    /* A reader on the loop (admin) sees explanations of the latest load,
+     * not of the last weight round; published weights do not change. */
+    if (s->snap_stale && s->snap != NULL && s->n > 0)
+        compute(r, s, now_mono(r));
     refresh_snapshot(r, s);
     return s->snap;
 }
