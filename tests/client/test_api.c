@@ -40,7 +40,10 @@ static void test_version(void **st)
 }
 
 /* A program built against 0.1.0 calls the size-less symbols with structs
- * of 0.1.0's size. */
+ * of 0.1.0's size. Reading fields of the old prefix through today's type is
+ * the point, so GCC -O2's -Warray-bounds (the allocation is smaller than
+ * today's struct) is expected here and only here. */
+#pragma GCC diagnostic ignored "-Warray-bounds"
 static void test_abi_v0(void **st)
 {
     (void)st;
