@@ -1,6 +1,6 @@
 #include "harness.h"
 
-#include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -50,21 +50,22 @@ void h_tmpdir(char *dir)
     }
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)f;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
 void h_rmdir(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
+    /* Depth first, without following symlinks: nested data dirs (etcd's
+     * member/snap, member/wal) go too. */
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 bool h_log_has(const proc *p, const char *text)
