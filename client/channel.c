@@ -14,8 +14,6 @@
  * starts a call on it or asks it to connect. */
 #define KEEPER_TARGET "passthrough:///keeper.lookaside.invalid:1"
 
-#define OWN_ARGS 5
-
 static void arg_free(grpc_arg *a)
 {
     free(a->key);
@@ -123,16 +121,11 @@ static void add_str(grpc_arg *v, size_t *n, const grpc_channel_args *app, const 
     (*n)++;
 }
 
-grpc_channel *la_channel_open(const la_chan_cfg *cfg, const char *target, bool round_robin,
-                              uint32_t backoff_initial, uint32_t backoff_max)
+size_t la_channel_args(const la_chan_cfg *cfg, la_chan_kind kind, uint32_t backoff_initial,
+                       uint32_t backoff_max, grpc_arg *v)
 {
     static const grpc_channel_args none = {0, NULL};
     const grpc_channel_args *app = cfg != NULL ? &cfg->args : &none;
-    grpc_arg *v = malloc((app->num_args + OWN_ARGS) * sizeof *v);
-    if (v == NULL)
-        return NULL;
-    /* The application's args first and unchanged (the library's are only
-     * added for keys it left out). */
     if (app->num_args > 0)
         memcpy(v, app->args, app->num_args * sizeof *v);
     size_t n = app->num_args;
@@ -142,12 +135,25 @@ grpc_channel *la_channel_open(const la_chan_cfg *cfg, const char *target, bool r
      * towards a host that drops packets, a retry would wait that long. */
     add_int(v, &n, app, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
             backoff_max > 2000 ? (int)backoff_max : 2000);
-    if (round_robin) {
+    if (kind == LA_CHAN_FALLBACK) {
         add_str(v, &n, app, GRPC_ARG_LB_POLICY_NAME, "round_robin");
         add_str(v, &n, app, GRPC_ARG_SERVICE_CONFIG,
                 "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}");
+    } else if (kind == LA_CHAN_BALANCER) {
+        add_int(v, &n, app, GRPC_ARG_HTTP2_BDP_PROBE, 0);
+        add_int(v, &n, app, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, LA_BALANCER_WINDOW);
     }
-    grpc_channel_args ca = {n, v};
+    return n;
+}
+
+grpc_channel *la_channel_open(const la_chan_cfg *cfg, const char *target, la_chan_kind kind,
+                              uint32_t backoff_initial, uint32_t backoff_max)
+{
+    size_t napp = cfg != NULL ? cfg->args.num_args : 0;
+    grpc_arg *v = malloc((napp + LA_CHAN_OWN_ARGS) * sizeof *v);
+    if (v == NULL)
+        return NULL;
+    grpc_channel_args ca = {la_channel_args(cfg, kind, backoff_initial, backoff_max, v), v};
     grpc_channel *ch;
     if (cfg != NULL && cfg->creds != NULL) {
         ch = grpc_channel_create(target, cfg->creds, &ca);

@@ -43,7 +43,8 @@ la_backend *client_backend_open(lookaside_client *c, la_service *svc, const char
         snprintf(target, sizeof target, "%s:%s", addr[0] == '[' ? "ipv6" : "ipv4", addr);
         t = target;
     }
-    b->channel = la_channel_open(&c->backend_cfg, t, fallback, 1000, 10000);
+    b->channel = la_channel_open(&c->backend_cfg, t,
+                                 fallback ? LA_CHAN_FALLBACK : LA_CHAN_BACKEND, 1000, 10000);
     if (b->channel == NULL) {
         backend_free(b);
         return NULL;

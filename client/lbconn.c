@@ -124,7 +124,8 @@ lookaside_status lbconn_start(la_lbconn *l, la_lbretry *r, bgloop *loop, const c
      * at half of ours: when the balancer is back, the channel is connected
      * by our next try. */
     if (l->ch[i] == NULL)
-        l->ch[i] = la_channel_open(&l->cfg, l->targets[i], false, l->backoff_initial_ms,
+        l->ch[i] = la_channel_open(&l->cfg, l->targets[i], LA_CHAN_BALANCER,
+                                   l->backoff_initial_ms,
                                    l->backoff_max_ms / 2 > l->backoff_initial_ms
                                        ? l->backoff_max_ms / 2
                                        : l->backoff_initial_ms);

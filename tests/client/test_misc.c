@@ -1,5 +1,6 @@
 /* Unit tests for the small pieces of liblookaside: reconnect backoff,
- * process CPU measurement, balancer target lists. */
+ * process CPU measurement, balancer target lists, the args channels are
+ * opened with. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grpc/grpc.h>
+
 #include "backoff.h"
+#include "channel.h"
 #include "lbconn.h"
 #include "procload.h"
 #include "util.h"
@@ -82,12 +86,79 @@ static void test_targets(void **st)
     assert_null(v);
 }
 
+static const grpc_arg *find_arg(const grpc_arg *v, size_t n, const char *key)
+{
+    const grpc_arg *found = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i].key, key) == 0) {
+            assert_null(found); /* every key once */
+            found = &v[i];
+        }
+    }
+    return found;
+}
+
+/* The balancer channel gets a fixed HTTP/2 window (no BDP probing), backend
+ * and fallback channels do not, and the application's own value for any of
+ * the library's keys wins. */
+static void test_channel_args(void **st)
+{
+    (void)st;
+    grpc_arg v[16];
+    size_t n = la_channel_args(NULL, LA_CHAN_BALANCER, 100, 500, v);
+    const grpc_arg *a = find_arg(v, n, GRPC_ARG_HTTP2_BDP_PROBE);
+    assert_non_null(a);
+    assert_int_equal(a->type, GRPC_ARG_INTEGER);
+    assert_int_equal(a->value.integer, 0);
+    a = find_arg(v, n, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES);
+    assert_non_null(a);
+    assert_int_equal(a->value.integer, LA_BALANCER_WINDOW);
+    assert_null(find_arg(v, n, GRPC_ARG_LB_POLICY_NAME));
+    a = find_arg(v, n, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS);
+    assert_non_null(a);
+    assert_int_equal(a->value.integer, 2000);
+
+    for (int kind = LA_CHAN_BACKEND; kind <= LA_CHAN_FALLBACK; kind++) {
+        n = la_channel_args(NULL, (la_chan_kind)kind, 1000, 10000, v);
+        assert_null(find_arg(v, n, GRPC_ARG_HTTP2_BDP_PROBE));
+        assert_null(find_arg(v, n, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES));
+        assert_int_equal(find_arg(v, n, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS)->value.integer,
+                         10000);
+        assert_true((find_arg(v, n, GRPC_ARG_LB_POLICY_NAME) != NULL) ==
+                    (kind == LA_CHAN_FALLBACK));
+    }
+
+    /* The application asks for BDP probing and its own window. */
+    grpc_arg app[2] = {
+        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_HTTP2_BDP_PROBE, .value.integer = 1},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+         .value.integer = 1 << 20},
+    };
+    grpc_channel_args aa = {2, app};
+    grpc_init();
+    la_chan_cfg cfg;
+    assert_int_equal(la_chan_cfg_init(&cfg, NULL, &aa), LOOKASIDE_OK);
+    n = la_channel_args(&cfg, LA_CHAN_BALANCER, 100, 500, v);
+    assert_int_equal(find_arg(v, n, GRPC_ARG_HTTP2_BDP_PROBE)->value.integer, 1);
+    assert_int_equal(find_arg(v, n, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES)->value.integer,
+                     1 << 20);
+    assert_non_null(find_arg(v, n, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS));
+    /* And a channel opens with them. */
+    grpc_channel *ch = la_channel_open(&cfg, "127.0.0.1:1", LA_CHAN_BALANCER, 100, 500);
+    assert_non_null(ch);
+    grpc_channel_destroy(ch);
+    la_chan_cfg_free(&cfg);
+    grpc_shutdown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_procload),
         cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_channel_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
