@@ -13,6 +13,10 @@
  *    = slots / service time), whatever the traffic sent to it.
  *  - rps, eps, in_flight: measured by the library from the call hooks.
  *
+ * SIGUSR1 / SIGUSR2: the service time becomes --slow-service-ms / goes back
+ * to --service-ms for requests that get a slot from then on (a backend that
+ * turns slow, for bench/run.sh's cold-start scenario).
+ *
  * SIGTERM / SIGINT: the reporter sends a drain and waits (bounded) until the
  * balancer has it, the backend keeps serving for --drain-grace-ms so clients
  * see the new list, then the server stops (in-progress calls get up to
@@ -36,7 +40,7 @@
 
 typedef struct flags {
     const char *listen, *lb, *service, *zone, *name, *credential;
-    long long slots, service_ms, report_interval_ms, threads, max_age_ms;
+    long long slots, service_ms, slow_service_ms, report_interval_ms, threads, max_age_ms;
     long long stop_timeout_ms, drain_grace_ms, grace_ms;
     bool util_queue;
     demo_tls tls;
@@ -59,6 +63,9 @@ static void usage(FILE *f)
             "  --slots N                   requests served concurrently (default 8)\n"
             "  --service-ms MS             time each request holds a slot (default 10; 0 = reply\n"
             "                              at once, no simulated capacity)\n"
+            "  --slow-service-ms MS        on SIGUSR1 the service time becomes MS (default 2x\n"
+            "                              --service-ms; SIGUSR2: back to --service-ms): a\n"
+            "                              backend that turns slow, for benchmarks\n"
             "  --name TEXT                 backend name in replies (default: the bound address)\n"
             "  --report-interval-ms MS     0 (default): measure utilisation over exactly each\n"
             "                              report interval the balancer asks for; > 0: measure\n"
@@ -78,7 +85,8 @@ static void usage(FILE *f)
 /* Returns -1 to go on, else the exit code. */
 static int parse_flags(int argc, char **argv, flags *f)
 {
-    enum { F_LISTEN = 1, F_LB, F_SERVICE, F_ZONE, F_SLOTS, F_SVC_MS, F_NAME, F_REPORT, F_UQ,
+    enum { F_LISTEN = 1, F_LB, F_SERVICE, F_ZONE, F_SLOTS, F_SVC_MS, F_SLOW_MS, F_NAME, F_REPORT,
+           F_UQ,
            F_CRED, F_THREADS, F_AGE, F_STOP, F_DRAIN, F_GRACE, F_LOG, F_HELP, F_VERSION,
            F_TLS0, F_TLS_LAST = F_TLS0 + 4 };
     static const struct option opts[] = {
@@ -88,6 +96,7 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"zone", required_argument, 0, F_ZONE},
         {"slots", required_argument, 0, F_SLOTS},
         {"service-ms", required_argument, 0, F_SVC_MS},
+        {"slow-service-ms", required_argument, 0, F_SLOW_MS},
         {"name", required_argument, 0, F_NAME},
         {"report-interval-ms", required_argument, 0, F_REPORT},
         {"util-includes-queue", no_argument, 0, F_UQ},
@@ -116,6 +125,7 @@ static int parse_flags(int argc, char **argv, flags *f)
         case F_CRED: f->credential = optarg; break;
         case F_SLOTS: ok = util_parse_ll(optarg, 1, 100000, &f->slots); break;
         case F_SVC_MS: ok = util_parse_ll(optarg, 0, 600000, &f->service_ms); break;
+        case F_SLOW_MS: ok = util_parse_ll(optarg, 1, 600000, &f->slow_service_ms); break;
         case F_REPORT: ok = util_parse_ll(optarg, 0, 600000, &f->report_interval_ms); break;
         case F_UQ: f->util_queue = true; break;
         case F_THREADS: ok = util_parse_ll(optarg, 1, 16, &f->threads); break;
@@ -204,6 +214,8 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -299,6 +311,14 @@ int main(int argc, char **argv)
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("backend", "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
+        }
+        if ((sig == SIGUSR1 || sig == SIGUSR2) && f.service_ms > 0) {
+            long long ms = sig == SIGUSR1
+                               ? (f.slow_service_ms ? f.slow_service_ms : 2 * f.service_ms)
+                               : f.service_ms;
+            bsrv_set_service_us(srv, ms * 1000);
+            log_info("backend", "%s: service time now %lld ms",
+                     sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2", ms);
         }
         if (rep && !registered) {
             lookaside_reporter_info info;

@@ -339,6 +339,12 @@ bool bsrv_measure(bsrv *s, double *busy_fraction, double *queue_mean)
     return true;
 }
 
+void bsrv_set_service_us(bsrv *s, int64_t service_us)
+{
+    if (s->slots != NULL)
+        slots_set_service_us(s->slots, service_us);
+}
+
 /* Waits for the shutdown notification until deadline_ms (monotonic; <0 =
  * forever). True when it came. */
 static bool wait_shutdown(bsrv *s, int64_t deadline_ms)

@@ -50,6 +50,10 @@ lookaside_status bsrv_start(bsrv *s);
  * backend has no slots (service time 0). Any thread. */
 bool bsrv_measure(bsrv *s, double *busy_fraction, double *queue_mean);
 
+/* Changes the service time of requests that get a slot from now on
+ * (slots_set_service_us); no-op without slots. Any thread. */
+void bsrv_set_service_us(bsrv *s, int64_t service_us);
+
 /* Stops accepting calls and lets the ones in progress (queued included)
  * finish for up to grace_ms; then cancels the rest. Returns the number of
  * calls that were cancelled that way (0 = clean). */

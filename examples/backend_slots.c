@@ -69,6 +69,8 @@ static void start(slots *s, slots_entry *e, int64_t now)
 {
     e->start_us = now;
     e->finish_us = s->flush ? now : now + s->service_us;
+    if (s->svc_tail && e->finish_us < s->svc_tail->finish_us)
+        e->finish_us = s->svc_tail->finish_us; /* the service time was lowered */
     push(&s->svc_head, &s->svc_tail, e);
     s->busy++;
 }
@@ -88,6 +90,15 @@ void slots_submit(slots *s, slots_entry *e)
         push(&s->wait_head, &s->wait_tail, e);
         s->queued++;
     }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void slots_set_service_us(slots *s, int64_t service_us)
+{
+    if (service_us < 1)
+        service_us = 1;
+    pthread_mutex_lock(&s->mu);
+    s->service_us = service_us;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -45,6 +45,12 @@ lookaside_status slots_create(uint32_t n, int64_t service_us, slots_done_fn done
 /* Queues e (owned by the caller, untouched until its done callback). */
 void slots_submit(slots *s, slots_entry *e);
 
+/* Requests that get a slot from now on hold it for service_us (>= 1);
+ * those in service keep their finish time. Requests still finish in start
+ * order: after a decrease, a new one finishes no earlier than the one
+ * before it. Any thread. */
+void slots_set_service_us(slots *s, int64_t service_us);
+
 /* From now on nothing waits: every queued and in-service entry is finished
  * at once, and so is every later submission (shutdown after the grace
  * period). */
