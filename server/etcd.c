@@ -960,3 +960,4 @@ void etcd_destroy(etcd *e)
 
 int64_t etcd_lease(const etcd *e) { return e->lease; }
 bool etcd_linked(const etcd *e) { return e->linked; }
+int64_t etcd_revision(const etcd *e) { return e->last_rev; }

@@ -90,6 +90,9 @@ void etcd_destroy(etcd *e);
 int64_t etcd_lease(const etcd *e);
 /* True while the watch follows etcd. */
 bool etcd_linked(const etcd *e);
+/* The latest revision the listing or the watch has delivered (0 before the
+ * first listing). */
+int64_t etcd_revision(const etcd *e);
 
 /* Completion of a write: ok false when it was not applied (etcd
  * unreachable, refused, or -- for etcd_delete_owned -- the key belongs to

@@ -33,6 +33,8 @@ struct registry {
     uint64_t catalog_seq;
     bool catalog_dirty;
     uint64_t max_version;      /* highest version issued by any service */
+    bool store_mode;           /* registry_set_store */
+    bool following;
     int64_t started_mono_ms;
     bool destroying;
     bool stopping;     /* shutting down: keep stored rows for the restart */
@@ -636,6 +638,31 @@ void registry_version_floor(registry *r, const char *service, uint64_t v)
         s->version_floor = v;
 }
 
+/* The store changed s at revision rev: its version moves to it (store
+ * mode), so it is published again even when its list did not change. */
+static void store_revision(registry *r, reg_service *s, uint64_t rev)
+{
+    if (rev <= s->version_floor)
+        return;
+    s->version_floor = rev;
+    if (r->store_mode)
+        mark_dirty(r, s);
+}
+
+void registry_set_store(registry *r, bool following)
+{
+    bool first = !r->store_mode;
+    r->store_mode = true;
+    if (!first && r->following == following)
+        return;
+    r->following = following;
+    log_info("registry", "store mode: %s", following ? "following the store (lists confirmed)"
+                                                     : "not following the store (lists unconfirmed)");
+    for (reg_service *s = r->head; s; s = s->lnext)
+        if (s->known)
+            mark_dirty(r, s);
+}
+
 lookaside_status registry_remote_put(registry *r, const reg_remote *rb)
 {
     la_addr addr;
@@ -646,13 +673,19 @@ lookaside_status registry_remote_put(registry *r, const reg_remote *rb)
     reg_service *s = svc_obtain_known(r, canon, msg, sizeof msg);
     if (s == NULL)
         return LOOKASIDE_ELIMIT;
-    if (rb->revision > s->version_floor)
-        s->version_floor = rb->revision;
+    store_revision(r, s, rb->revision);
     reg_backend *b = backend_add(r, s, &addr);
     if (b == NULL)
         return LOOKASIDE_ELIMIT;
-    if (b->reported)
+    b->store_present = true;
+    b->store_weight = rb->weight;
+    b->store_draining = rb->draining;
+    b->store_override = rb->weight_override;
+    snprintf(b->store_zone, sizeof b->store_zone, "%s", rb->zone);
+    if (b->reported) {
+        mark_dirty(r, s);   /* its store view changed */
         return LOOKASIDE_OK;   /* a live stream here owns it */
+    }
     b->remote = true;
     b->local = false;
     b->restored = false;
@@ -671,9 +704,12 @@ void registry_remote_delete(registry *r, const char *service, const char *addres
     reg_service *s = registry_find(r, service);
     if (s == NULL)
         return;
-    if (revision > s->version_floor)
-        s->version_floor = revision;
+    store_revision(r, s, revision);
     reg_backend *b = registry_find_backend(s, address);
+    if (b != NULL && b->store_present) {
+        b->store_present = false;
+        mark_dirty(r, s);
+    }
     if (b == NULL || !b->remote)
         return;
     b->remote = false;
@@ -863,6 +899,10 @@ const snap_service *registry_snapshot(registry *r, const char *name)
      * not of the last weight round; published weights do not change. */
     if (s->snap_stale && s->snap != NULL && s->n > 0)
         compute(r, s, now_mono(r));
+    if (r->store_mode && s->dirty && s->snap != NULL) {
+        publish(r, s);   /* as in registry_subscribe */
+        catalog_refresh(r);
+    }
     refresh_snapshot(r, s);
     return s->snap;
 }
@@ -894,18 +934,51 @@ static uint64_t next_version(registry *r, const reg_service *s)
     return v;
 }
 
+/* Store mode (see registry_set_store): sets the view, the flag and the
+ * version of the list about to be published; false when the list, its
+ * version and its flag are what was last published (nothing to send). */
+static bool store_version(registry *r, reg_service *s)
+{
+    bool was_unconfirmed = s->unconfirmed;
+    s->store_view = r->following;
+    s->unconfirmed = !r->following;
+    uint64_t h = regsnap_content_hash(s);
+    bool changed = h != s->content_hash || s->version < 2;
+    s->content_hash = h;
+    /* Revisions stay far below 2^40 (a trillion writes). */
+    uint64_t rev = s->version_floor < (1ull << 40) ? s->version_floor : (1ull << 40) - 1;
+    uint64_t v = rev << 24;
+    if (v <= s->version)
+        v = changed ? s->version + 1 : s->version;
+    if (v < 2)
+        v = 2;   /* 1 means "unknown service" */
+    if (s->snap != NULL && v == s->version && s->unconfirmed == was_unconfirmed)
+        return false;
+    s->version = v;
+    if (v > r->max_version)
+        r->max_version = v;
+    return true;
+}
+
 static void publish(registry *r, reg_service *s)
 {
     int64_t now = now_mono(r);
     compute(r, s, now);
     s->dirty = false;
     bool any_restored = false;
+    /* Store mode: every store change publishes (its revision is the
+     * version); a local weight moves with it only when the weights moved
+     * enough, as in a weight round, or every publish would write one more
+     * tiny move to the store, whose echo publishes again. */
+    bool weights_ok = !r->store_mode || weights_moved(r, s);
     for (size_t i = 0; i < s->n; i++) {
         reg_backend *b = s->b[i];
         int state = registry_backend_state(b);
         if (state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_RESTORED)
             any_restored = true;
         uint32_t w = state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING ? 0 : b->w.weight;
+        if (!weights_ok && b->local && b->reported && w != 0 && b->published_weight != 0)
+            w = b->published_weight;
         bool moved = w != b->published_weight;
         b->published_weight = w;
         /* Other replicas see a weight only when it is published (it moved
@@ -919,7 +992,17 @@ static void publish(registry *r, reg_service *s)
     } else {
         s->list_state = any_restored ? LOOKASIDE__V1__LIST_STATE__LIST_STATE_RESTORED
                                      : LOOKASIDE__V1__LIST_STATE__LIST_STATE_LIVE;
-        s->version = next_version(r, s);
+        if (r->store_mode) {
+            if (!store_version(r, s)) {
+                /* Nothing a watcher would see changed; readers still get
+                 * the latest explanations. */
+                if (s->snap_stale)
+                    snap_swap(r, s, NULL);
+                return;
+            }
+        } else {
+            s->version = next_version(r, s);
+        }
     }
     int64_t wall = now_wall(r);
     grpc_byte_buffer *bb = regsnap_pack_list(s, &r->cfg, wall);
@@ -1013,6 +1096,14 @@ lookaside_status registry_subscribe(registry *r, const char *name, reg_sub *sub)
         s = svc_create(r, canon, true);
         if (s == NULL)
             return LOOKASIDE_ELIMIT;
+    }
+    /* Store mode: a watcher arriving (e.g. failing over from another
+     * replica) gets what the store has brought here, not the list before a
+     * change still in its coalescing delay: its version could be lower than
+     * the one the other replica already sent. */
+    if (r->store_mode && s->dirty && s->snap != NULL) {
+        publish(r, s);
+        catalog_refresh(r);
     }
     sub->svc = s;
     sub->prev = NULL;

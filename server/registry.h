@@ -19,7 +19,8 @@
  * Versions never repeat for a name: version = max(previous + 1, wall clock in
  * microseconds), so a restart (whose last publishes may not have reached the
  * database) or a service forgotten and registered again later still moves
- * forward. A service the registry does not know publishes version 1.
+ * forward. A service the registry does not know publishes version 1. In
+ * store mode (etcd) versions follow the store instead: registry_set_store.
  *
  * Liveness and self-preservation: a backend whose stream ends cleanly
  * (half-close, or while draining) leaves at once. One whose stream is lost
@@ -103,6 +104,13 @@ struct reg_backend {
     bool local;                 /* registered through this server (mirrored out) */
     bool remote;                /* owned by another replica (registry_remote_put) */
     uint32_t remote_weight;     /* the owning replica's published weight */
+    /* Store mode (registry_set_store): the backend's key as the store last
+     * returned it, whoever owns it. While the replica follows the store,
+     * lists show a backend that reports here as this, not as its live
+     * state, so every replica lists the same thing at the same revision. */
+    bool store_present, store_draining;
+    uint32_t store_weight, store_override;
+    char store_zone[64];
     bool dns_mark;              /* scratch for registry_dns_update */
     reg_owner *owner;
     int64_t first_seen_wall_ms;
@@ -141,6 +149,10 @@ struct reg_service {
     int64_t last_compute_ms;
     int64_t empty_since_mono_ms;   /* known with no backends since (0: not empty) */
     uint64_t version_floor;     /* registry_version_floor */
+    /* Store mode: lists built from the store's view (following) or the
+     * live state (not following: the list is marked unconfirmed). */
+    bool store_view, unconfirmed;
+    uint64_t content_hash;      /* of the last published list (store mode) */
     int64_t loss_window_ms;     /* self-preservation window start */
     size_t loss_base, losses;
     grpclb_totals lb;           /* totals across removed backends too */
@@ -225,6 +237,19 @@ typedef struct reg_mirror_ops {
 /* ops NULL: no mirror (the default). */
 void registry_set_mirror(registry *r, const reg_mirror_ops *ops, void *arg);
 
+/* Store mode (etcd mode). Versions: ServerList.version = (revision of the
+ * service's latest change in the store) << 24, so replicas that have seen
+ * the same store publish the same version for it; a list change that is
+ * local to this replica (DNS discovery, self-preservation timers, changes
+ * taken while not following) adds 1; a list that changes only its
+ * unconfirmed flag keeps its version. following: the replica follows the
+ * store and has written everything it owns -- lists then show this
+ * replica's own backends as the store has them (see reg_backend.store_*);
+ * otherwise they show the live state and are marked unconfirmed. The first
+ * call turns store mode on (for good); a change of `following` republishes
+ * every known service. */
+void registry_set_store(registry *r, bool following);
+
 /* A backend owned by another replica, as that replica published it. */
 typedef struct reg_remote {
     const char *service, *address, *zone;
@@ -233,13 +258,16 @@ typedef struct reg_remote {
     uint32_t weight_override;   /* 0 = none */
     uint64_t revision;          /* the store's revision of this change */
 } reg_remote;
-/* Adds or updates a remote backend (ignored when a live stream here owns
- * the address: the local registration is fresher). The service's next
- * version is at least rb->revision. EINVAL (bad name/address/zone), ELIMIT. */
+/* Adds or updates a remote backend (when a live stream here owns the
+ * address only the store view is recorded: the local registration is
+ * fresher). Also called for this replica's own writes coming back (store
+ * view only). The service's next version is at least rb->revision (store
+ * mode: rb->revision << 24). EINVAL (bad name/address/zone), ELIMIT. */
 lookaside_status registry_remote_put(registry *r, const reg_remote *rb);
-/* A remote backend left. It goes through the self-preservation budget like
- * an unclean local loss (a lost lease or partition must not empty a list in
- * one step). Unknown names are ignored. */
+/* A backend's key left the store. A remote backend goes through the
+ * self-preservation budget like an unclean local loss (a lost lease or
+ * partition must not empty a list in one step); one reporting here only
+ * loses its store view. Unknown names are ignored. */
 void registry_remote_delete(registry *r, const char *service, const char *address,
                             uint64_t revision);
 /* The service's next published version is at least v (an external revision

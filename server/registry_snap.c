@@ -16,6 +16,63 @@ static void fill_list_header(Lookaside__V1__ServerList *sl, const reg_service *s
     sl->generated_at_unix_ms = wall_ms;
     sl->valid_for_ms = cfg->valid_for_ms;
     sl->state = (Lookaside__V1__ListState)s->list_state;
+    sl->unconfirmed = s->unconfirmed;
+}
+
+/* A backend as lists show it; false when it is not listed. In store mode,
+ * while following the store, a backend reporting here is shown as the store
+ * has it (absent until its key comes back), so every replica lists the same
+ * thing at the same revision (registry_set_store). */
+static bool list_view(const reg_service *s, const reg_backend *b, uint32_t *weight,
+                      const char **zone, int *state)
+{
+    if (s->store_view && b->local && b->reported) {
+        if (!b->store_present)
+            return false;
+        /* As every other replica lists it (registry.c compute() for a
+         * remote backend): draining 0, else the override, else the weight
+         * its owner published (1 before it published one). */
+        *weight = b->store_draining   ? 0
+                  : b->store_override ? b->store_override
+                  : b->store_weight   ? b->store_weight
+                                      : 1;
+        *zone = b->store_zone;
+        *state = b->store_draining ? LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING
+                                   : LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING;
+        return true;
+    }
+    *weight = b->published_weight;
+    *zone = b->zone;
+    *state = registry_backend_state(b);
+    return true;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+uint64_t regsnap_content_hash(const reg_service *s)
+{
+    uint64_t h = 14695981039346656037ull;
+    int32_t ls = s->list_state;
+    h = fnv(h, &ls, sizeof ls);
+    for (size_t i = 0; i < s->n; i++) {
+        const reg_backend *b = s->b[i];
+        uint32_t w;
+        const char *zone;
+        int state;
+        if (!list_view(s, b, &w, &zone, &state))
+            continue;
+        int32_t f[3] = {state, registry_backend_source(b), (int32_t)w};
+        h = fnv(h, b->address, strlen(b->address) + 1);
+        h = fnv(h, zone, strlen(zone) + 1);
+        h = fnv(h, f, sizeof f);
+    }
+    return h;
 }
 
 grpc_byte_buffer *regsnap_pack_list(const reg_service *s, const registry_config *cfg,
@@ -29,20 +86,26 @@ grpc_byte_buffer *regsnap_pack_list(const reg_service *s, const registry_config 
         free(ptrs);
         return NULL;
     }
+    size_t n = 0;
     for (size_t i = 0; i < s->n; i++) {
         const reg_backend *b = s->b[i];
-        Lookaside__V1__Backend *it = &items[i];
+        Lookaside__V1__Backend *it = &items[n];
+        uint32_t w;
+        const char *zone;
+        int state;
+        if (!list_view(s, b, &w, &zone, &state))
+            continue;
         lookaside__v1__backend__init(it);
         it->address = (char *)b->address;
-        it->weight = b->published_weight;
-        it->zone = (char *)b->zone;
+        it->weight = w;
+        it->zone = (char *)zone;
         it->token = (char *)b->token;
-        it->state = (Lookaside__V1__BackendState)registry_backend_state(b);
+        it->state = (Lookaside__V1__BackendState)state;
         it->source = (Lookaside__V1__BackendSource)registry_backend_source(b);
-        ptrs[i] = it;
+        ptrs[n++] = it;
     }
     fill_list_header(&sl, s, cfg, wall_ms);
-    sl.n_backends = s->n;
+    sl.n_backends = n;
     sl.backends = ptrs;
     grpc_byte_buffer *bb = pbio_pack(&sl.base);
     free(items);

@@ -30,6 +30,7 @@ typedef struct owned {
     bool dirty;                 /* etcd does not have the wanted state yet */
     bool weight_only;           /* the pending change is only a weight */
     bool in_flight;
+    bool sent_weight_only;      /* what is in flight is only a weight */
     bool forget;                /* drop the entry once its write completes */
     replica *r;
     struct owned *hnext;
@@ -74,6 +75,9 @@ struct replica {
     int64_t flush_at;
     int64_t retry_ms;            /* after a failed write; doubles while etcd fails */
     int64_t weight_due;          /* next round of weight-only writes */
+    bool linked;                 /* the watch follows etcd */
+    bool following;              /* registry_set_store: lists confirmed */
+    int64_t written_rev;         /* revision of our latest acknowledged write */
 };
 
 static uint32_t key_hash(const char *s)
@@ -237,11 +241,39 @@ static void entry_done(replica *r, owned *o, bool ok)
         own_remove(r, o);
 }
 
+/* Lists are confirmed (registry_set_store) while the watch follows etcd and
+ * every registration held here has been written since it (re)linked: then
+ * what this replica lists is what etcd has, at etcd's revisions. Weights
+ * waiting for their round do not count (they are paced, and what is listed
+ * meanwhile is the weight etcd has). */
+static void try_follow(replica *r)
+{
+    if (r->following || !r->linked || etcd_lease(r->etcd) == 0 ||
+        etcd_revision(r->etcd) < r->written_rev)
+        return;   /* ...and the watch has brought our writes back */
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (owned *o = r->own[i]; o; o = o->hnext)
+            if (o->present && o->leased &&
+                ((o->dirty && !o->weight_only) || (o->in_flight && !o->sent_weight_only)))
+                return;
+    r->following = true;
+    registry_set_store(r->reg, true);
+}
+
+static void stop_following(replica *r)
+{
+    if (!r->following)
+        return;
+    r->following = false;
+    registry_set_store(r->reg, false);
+}
+
 /* After a write call: retry failures with backoff, go on with what changed
  * while it was in flight. */
 static void call_done(replica *r, bool ok)
 {
     r->inflight--;
+    try_follow(r);
     if (!ok) {
         schedule_flush(r, clock_mono_ms() + r->retry_ms);
         r->retry_ms = r->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : r->retry_ms * 2;
@@ -253,9 +285,13 @@ static void call_done(replica *r, bool ok)
 
 static void write_done(void *arg, bool ok, int64_t revision)
 {
-    (void)revision;
     owned *o = arg;
     replica *r = o->r;
+    /* A put's revision comes back through the watch; a delete that found
+     * nothing (or another lease) has the store's revision, which may never
+     * be an event under our prefix. */
+    if (ok && o->present && revision > r->written_rev)
+        r->written_rev = revision;
     entry_done(r, o, ok);
     call_done(r, ok);
 }
@@ -272,9 +308,10 @@ static void batch_unlink(batch *b)
 
 static void batch_done(void *arg, bool ok, int64_t revision)
 {
-    (void)revision;
     batch *b = arg;
     replica *r = b->r;
+    if (ok && revision > r->written_rev)
+        r->written_rev = revision;
     for (size_t i = 0; i < b->n; i++)
         entry_done(r, b->o[i], ok);
     batch_unlink(b);
@@ -284,6 +321,7 @@ static void batch_done(void *arg, bool ok, int64_t revision)
 
 static void mark_sent(owned *o)
 {
+    o->sent_weight_only = o->weight_only;
     o->dirty = false;
     o->weight_only = false;
     o->in_flight = true;
@@ -618,9 +656,17 @@ static void apply_put(replica *r, const etcd_kv *kv)
     Lookaside__V1__ReplicaBackend *v = decode(key, kv);
     if (v == NULL)
         return;
+    reg_remote rb = {.service = service, .address = address, .zone = v->zone,
+                     .weight = v->weight, .draining = v->draining,
+                     .weight_override = v->weight_override,
+                     .revision = kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0};
     if (strcmp(v->owner, r->id) == 0) {
+        /* Our own write coming back: what every replica now lists for it
+         * (registry_set_store), at this revision. */
+        if (reported_here(r, service, address))
+            registry_remote_put(r->reg, &rb);
         lookaside__v1__replica_backend__free_unpacked(v, NULL);
-        return;   /* our own write coming back */
+        return;
     }
     owned *o = own_find(r, key);
     if (o && !reported_here(r, service, address)) {
@@ -633,10 +679,6 @@ static void apply_put(replica *r, const etcd_kv *kv)
         else
             o->forget = true;
     }
-    reg_remote rb = {.service = service, .address = address, .zone = v->zone,
-                     .weight = v->weight, .draining = v->draining,
-                     .weight_override = v->weight_override,
-                     .revision = kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0};
     lookaside_status st = registry_remote_put(r->reg, &rb);
     if (st != LOOKASIDE_OK)
         log_warn("replica", "%s: not applied: %s", key, lookaside_status_str(st));
@@ -655,9 +697,11 @@ static void apply_delete(replica *r, const etcd_kv *kv)
         rem_remove(r->adm, key);
         return;
     }
+    uint64_t rev = kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0;
     owned *o = own_find(r, key);
     if (o && o->present && o->leased) {
         if (reported_here(r, service, address)) {
+            registry_remote_delete(r->reg, service, address, rev);   /* store view only */
             /* Ours, deleted behind our back (lease expired during an
              * outage): put it again. */
             log_warn("replica", "%s: deleted in etcd while its backend reports here; putting "
@@ -670,8 +714,7 @@ static void apply_delete(replica *r, const etcd_kv *kv)
     }
     if (rem_find(r->rem, key)) {
         rem_remove(r->rem, key);
-        registry_remote_delete(r->reg, service, address,
-                               kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0);
+        registry_remote_delete(r->reg, service, address, rev);
     }
 }
 
@@ -682,6 +725,7 @@ static void on_event(void *arg, bool put, const etcd_kv *kv)
         apply_put(r, kv);
     else
         apply_delete(r, kv);
+    try_follow(r);
 }
 
 static void on_snapshot(void *arg, const etcd_kv *kvs, size_t n, int64_t revision)
@@ -720,9 +764,22 @@ static void on_snapshot(void *arg, const etcd_kv *kvs, size_t n, int64_t revisio
     schedule_flush(r, clock_mono_ms());
 }
 
+static void on_link(void *arg, bool up)
+{
+    replica *r = arg;
+    r->linked = up;
+    if (up)
+        try_follow(r);
+    else
+        stop_following(r);
+}
+
 static void on_lease(void *arg, int64_t lease)
 {
     replica *r = arg;
+    /* Keys of the old lease are gone or going: lists are unconfirmed until
+     * everything is put again. */
+    stop_following(r);
     log_info("replica", "%s: lease %llx; putting every backend registered here", r->id,
              (unsigned long long)lease);
     for (size_t i = 0; i < NBUCKETS; i++)
@@ -735,7 +792,7 @@ static void on_lease(void *arg, int64_t lease)
 }
 
 static const etcd_handler etcd_ops = {.on_snapshot = on_snapshot, .on_event = on_event,
-                                      .on_lease = on_lease};
+                                      .on_lease = on_lease, .on_link = on_link};
 
 /* ------------------------------------------------------------ lifecycle */
 
@@ -796,6 +853,7 @@ lookaside_status replica_create(loop *l, registry *reg, const replica_config *cf
         return st;
     }
     registry_set_mirror(reg, &mirror_ops, r);
+    registry_set_store(reg, false);   /* unconfirmed until etcd is followed */
     log_info("replica", "etcd mode: replica %s, endpoints %s, prefix %s, lease TTL %lld s", r->id,
              cfg->endpoints, cfg->prefix, (long long)cfg->lease_ttl_s);
     *out = r;

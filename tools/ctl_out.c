@@ -150,6 +150,8 @@ static void list_json(const Lookaside__V1__ServerList *l)
     json_str(&w, "state", ctl_list_state(l->state));
     json_i64(&w, "generated_at_unix_ms", l->generated_at_unix_ms);
     json_u64(&w, "valid_for_ms", l->valid_for_ms);
+    if (l->unconfirmed)   /* replicas: etcd cannot confirm the list */
+        json_bool(&w, "unconfirmed", true);
     json_arr_begin(&w, "backends");
     for (size_t i = 0; i < l->n_backends; i++) {
         const Lookaside__V1__Backend *b = l->backends[i];
@@ -175,6 +177,8 @@ static void list_text(const Lookaside__V1__ServerList *l)
     printf("  version %" PRIu64 "  %s  %zu backend%s  generated %s  valid for %" PRIu32 " ms\n",
            l->version, ctl_list_state(l->state), l->n_backends, l->n_backends == 1 ? "" : "s",
            when, l->valid_for_ms);
+    if (l->unconfirmed)
+        printf("  unconfirmed: this replica cannot confirm the list with etcd (fail static)\n");
     if (l->n_backends == 0)
         return;
     static const char *const hdr[] = {"ADDRESS", "WEIGHT", "STATE", "ZONE", "SOURCE", "TOKEN"};

@@ -238,18 +238,29 @@ static bool serving(const Lookaside__V1__ServerList *l, const char *address)
     return b && b->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING && b->weight > 0;
 }
 
+/* GetServerList on c (NULL when the call failed; free the list). */
+static Lookaside__V1__ServerList *list_at(tclient *c, const char *service)
+{
+    Lookaside__V1__WatchRequest rq = LOOKASIDE__V1__WATCH_REQUEST__INIT;
+    rq.service = (char *)service;
+    ProtobufCMessage *m = NULL;
+    if (tc_unary(c, "/lookaside.v1.Balancer/GetServerList", &rq.base,
+                 &lookaside__v1__server_list__descriptor, &m, NULL, 5000) != GRPC_STATUS_OK) {
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        return NULL;
+    }
+    return (Lookaside__V1__ServerList *)m;
+}
+
 /* GetServerList at addr: is address listed? */
 static bool listed_at(const char *addr, const char *service, const char *address)
 {
     tclient *c = tc_connect(addr);
-    Lookaside__V1__WatchRequest rq = LOOKASIDE__V1__WATCH_REQUEST__INIT;
-    rq.service = (char *)service;
-    ProtobufCMessage *m = NULL;
-    grpc_status_code code = tc_unary(c, "/lookaside.v1.Balancer/GetServerList", &rq.base,
-                                     &lookaside__v1__server_list__descriptor, &m, NULL, 5000);
-    bool found = code == GRPC_STATUS_OK && m && has((Lookaside__V1__ServerList *)m, address);
-    if (m)
-        protobuf_c_message_free_unpacked(m, NULL);
+    Lookaside__V1__ServerList *l = list_at(c, service);
+    bool found = l && has(l, address);
+    if (l)
+        protobuf_c_message_free_unpacked(&l->base, NULL);
     tc_close(c);
     return found;
 }
@@ -503,6 +514,194 @@ static void test_kill_replica(void **state)
     assert_int_equal(replica_start(&F.a), 0);
 }
 
+/* The first list of a new Watch on c (NULL when none came in 5 s). */
+static Lookaside__V1__ServerList *first_list(tclient *c, const char *service)
+{
+    tstream *w = watch_open(c, service);
+    ProtobufCMessage *m = NULL;
+    if (w && ts_recv(w, &lookaside__v1__server_list__descriptor, &m, 5000) != 1)
+        m = NULL;
+    if (w) {
+        ts_cancel(w);
+        ts_destroy(w);
+    }
+    return (Lookaside__V1__ServerList *)m;
+}
+
+/* Same backends, weights, zones and states (lists are sorted by address). */
+static bool same_lists(const Lookaside__V1__ServerList *x, const Lookaside__V1__ServerList *y)
+{
+    if (x->n_backends != y->n_backends || x->state != y->state)
+        return false;
+    for (size_t i = 0; i < x->n_backends; i++) {
+        const Lookaside__V1__Backend *p = x->backends[i], *q = y->backends[i];
+        if (strcmp(p->address, q->address) != 0 || p->weight != q->weight ||
+            strcmp(p->zone, q->zone) != 0 || p->state != q->state)
+            return false;
+    }
+    return true;
+}
+
+#define N_SWITCH 40
+#define N_KILL 4
+
+/* Versions are etcd revisions (README "Replicas"). Part 1, N_SWITCH
+ * changes made at A (registrations, drains, undrains of backends A owns):
+ * right after each list A pushes, B is asked for its list, as a watcher
+ * failing over from A to B would: B's version is never lower, and equal
+ * versions carry equal lists; once settled A and B publish the same version
+ * and list. Part 2, N_KILL real failovers racing A's own changes: A is
+ * SIGKILLed right after a drain it took (at once, or as soon as the client
+ * has A's list with it); a liblookaside client watching "A,B" never sees its
+ * version go back. */
+static void test_versions_failover_race(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    tclient *ca = tc_connect(F.a.addr);
+    tclient *cb = tc_connect(F.b.addr);
+    tstream *wa = watch_open(ca, "vrace");
+    assert_non_null(wa);
+    lookaside_reporter *rep[4] = {0};
+    char addr[4][32];
+    uint64_t last_a = 0;
+    int lower = 0, equal_differs = 0, switches = 0, equal = 0;
+    for (int i = 0; i < N_SWITCH; i++) {
+        int k = i % 4;
+        if (i < 4) {
+            snprintf(addr[k], sizeof addr[k], "127.0.0.1:%d", 9600 + k);
+            rep[k] = reporter_at(F.a.addr, "vrace", addr[k]);
+        } else {
+            set_drain(ca, "vrace", addr[k], (i / 4) % 2 == 1);
+        }
+        /* A's next list, then B at once. */
+        long long until = h_now_ms() + 5000;
+        Lookaside__V1__ServerList *la = NULL;
+        while (la == NULL && h_now_ms() < until) {
+            ProtobufCMessage *m = NULL;
+            if (ts_recv(wa, &lookaside__v1__server_list__descriptor, &m, 100) != 1)
+                continue;
+            Lookaside__V1__ServerList *l = (Lookaside__V1__ServerList *)m;
+            if (!l->heartbeat && l->version > last_a)
+                la = l;
+            else
+                protobuf_c_message_free_unpacked(m, NULL);
+        }
+        if (la == NULL)
+            continue;   /* e.g. a drain already in effect: nothing new */
+        last_a = la->version;
+        /* As GetServerList, or as the first list of a new Watch. */
+        Lookaside__V1__ServerList *lb = i % 2 ? list_at(cb, "vrace") : first_list(cb, "vrace");
+        assert_non_null(lb);
+        switches++;
+        if (lb->version < la->version) {
+            lower++;
+            fprintf(stderr, "switch %d: A pushed %llu, B answered %llu\n", i,
+                    (unsigned long long)la->version, (unsigned long long)lb->version);
+        } else if (lb->version == la->version) {
+            equal++;
+            if (!same_lists(la, lb)) {
+                equal_differs++;
+                for (size_t j = 0; j < la->n_backends && j < lb->n_backends; j++)
+                    fprintf(stderr, "version %llu: A %s w%u s%d, B %s w%u s%d\n",
+                            (unsigned long long)la->version, la->backends[j]->address,
+                            la->backends[j]->weight, (int)la->backends[j]->state,
+                            lb->backends[j]->address, lb->backends[j]->weight,
+                            (int)lb->backends[j]->state);
+            }
+        }
+        protobuf_c_message_free_unpacked(&la->base, NULL);
+        protobuf_c_message_free_unpacked(&lb->base, NULL);
+    }
+    /* Settled: the same version and list at both. */
+    bool settled = false;
+    uint64_t va = 0, vb = 0;
+    for (long long until = h_now_ms() + 10000; !settled && h_now_ms() < until; h_sleep_ms(50)) {
+        Lookaside__V1__ServerList *x = list_at(ca, "vrace"), *y = list_at(cb, "vrace");
+        if (x && y) {
+            va = x->version;
+            vb = y->version;
+            settled = x->version == y->version && same_lists(x, y);
+        }
+        if (x)
+            protobuf_c_message_free_unpacked(&x->base, NULL);
+        if (y)
+            protobuf_c_message_free_unpacked(&y->base, NULL);
+    }
+    printf("FIGURE versions, switching from A to B right after each of A's lists: %d switches, "
+           "%d with B lower, %d with B equal (%d of those with a different list); settled: A "
+           "%llu, B %llu (revision %llu)\n",
+           switches, lower, equal, equal_differs, (unsigned long long)va,
+           (unsigned long long)vb, (unsigned long long)(va >> 24));
+    for (int k = 0; k < 4; k++)
+        if (rep[k]) {
+            assert_int_equal(lookaside_reporter_stop(rep[k], 3000), LOOKASIDE_OK);
+            lookaside_reporter_destroy(rep[k]);
+        }
+    ts_cancel(wa);
+    ts_destroy(wa);
+    tc_close(ca);
+    tc_close(cb);
+    assert_true(switches >= N_SWITCH / 2);
+    assert_int_equal(lower, 0);
+    assert_int_equal(equal_differs, 0);
+    assert_true(settled);
+
+    /* Part 2: real failovers. */
+    uint64_t decreases = 0, samples = 0;
+    for (int k = 0; k < N_KILL; k++) {
+        char targets[160], ad[32];
+        snprintf(targets, sizeof targets, "%s,%s", F.a.addr, F.b.addr);
+        snprintf(ad, sizeof ad, "127.0.0.1:%d", 9610 + k);
+        lookaside_reporter *r1 = reporter_at(targets, "vkill", ad);
+        lookaside_client_options co;
+        lookaside_client_options_init(&co);
+        co.lb_target = targets;
+        lookaside_client *cl = NULL;
+        assert_int_equal(lookaside_client_create(&co, &cl), LOOKASIDE_OK);
+        assert_int_equal(lookaside_client_watch(cl, "vkill", NULL), LOOKASIDE_OK);
+        assert_true(wait_listed(F.b.addr, "vkill", ad, true, 10000));
+        assert_int_equal(lookaside_client_wait_ready(cl, "vkill", 10000), LOOKASIDE_OK);
+        lookaside_service_info si;
+        assert_int_equal(lookaside_client_service_info(cl, "vkill", &si), LOOKASIDE_OK);
+        uint64_t max_v = si.version;
+        tclient *c = tc_connect(F.a.addr);
+        set_drain(c, "vkill", ad, true);
+        if (k % 2 == 1) {
+            /* Until the client has A's list with the drain (bounded). */
+            for (int j = 0; j < 1000; j++) {
+                if (lookaside_client_service_info(cl, "vkill", &si) == LOOKASIDE_OK &&
+                    si.version > max_v)
+                    break;
+                h_sleep_ms(2);
+            }
+        }
+        h_kill(&F.a);
+        for (long long until = h_now_ms() + 2500; h_now_ms() < until; h_sleep_ms(5)) {
+            if (lookaside_client_service_info(cl, "vkill", &si) != LOOKASIDE_OK)
+                continue;
+            samples++;
+            if (si.version < max_v) {
+                decreases++;
+                fprintf(stderr, "failover %d: version %llu after %llu\n", k,
+                        (unsigned long long)si.version, (unsigned long long)max_v);
+            }
+            if (si.version > max_v)
+                max_v = si.version;
+        }
+        tc_close(c);
+        lookaside_client_destroy(cl);
+        assert_int_equal(lookaside_reporter_stop(r1, 3000), LOOKASIDE_OK);
+        lookaside_reporter_destroy(r1);
+        unlink(F.a.log);
+        assert_int_equal(replica_start(&F.a), 0);
+    }
+    printf("FIGURE %d SIGKILLs of replica A right after a drain it took: %llu client samples, "
+           "%llu version decreases\n",
+           N_KILL, (unsigned long long)samples, (unsigned long long)decreases);
+    assert_int_equal(decreases, 0);
+}
+
 /* Self-preservation across replicas: replica A dies and its four backends'
  * reporters cannot re-register elsewhere (bare streams to A). When A's lease
  * expires, B sees four deletes at once; it drops at most half of the
@@ -597,6 +796,34 @@ static void test_kill_replica_under_load(void **state)
 }
 #endif
 
+static bool unconfirmed(const Lookaside__V1__ServerList *l, const char *address)
+{
+    return l->unconfirmed && has(l, address);
+}
+
+static bool confirmed(const Lookaside__V1__ServerList *l, const char *address)
+{
+    return !l->unconfirmed && has(l, address);
+}
+
+/* 1: the list at c is confirmed, 0: unconfirmed, -1: no answer. */
+static int confirmed_at(tclient *c, const char *service)
+{
+    Lookaside__V1__ServerList *l = list_at(c, service);
+    int r = l ? !l->unconfirmed : -1;
+    if (l)
+        protobuf_c_message_free_unpacked(&l->base, NULL);
+    return r;
+}
+
+static bool wait_confirmed(tclient *c, const char *service, int want, int timeout_ms)
+{
+    for (long long until = h_now_ms() + timeout_ms; h_now_ms() < until; h_sleep_ms(50))
+        if (confirmed_at(c, service) == want)
+            return true;
+    return false;
+}
+
 /* etcd stopped for a few seconds: both replicas keep serving their lists
  * (fail static) and keep accepting registrations; when etcd returns they
  * converge. */
@@ -606,10 +833,22 @@ static void test_etcd_outage(void **state)
     NEED_ETCD();
     lookaside_reporter *x = reporter_at(F.a.addr, SVC_C, "127.0.0.1:9201");
     assert_true(wait_listed(F.b.addr, SVC_C, "127.0.0.1:9201", true, 10000));
+    tclient *ca = tc_connect(F.a.addr), *cb = tc_connect(F.b.addr);
+    tstream *wa = watch_open(ca, SVC_C);
+    assert_non_null(wa);
+    /* Confirmed while etcd is there. */
+    assert_int_equal(confirmed_at(ca, SVC_C), 1);
+    assert_int_equal(confirmed_at(cb, SVC_C), 1);
+    assert_int_equal(watch_until(wa, has, "127.0.0.1:9201", 5000, NULL), 1);
 
     /* etcd ends on SIGTERM by the signal (status 128+15): either is fine. */
     assert_true(h_stop(&F.etcd) >= 0);
     long long t_stop = h_now_ms();
+    /* Both replicas mark their lists unconfirmed; A's watcher gets it pushed
+     * (same list otherwise). */
+    assert_int_equal(watch_until(wa, unconfirmed, "127.0.0.1:9201", 5000, NULL), 1);
+    long long t_flag = h_now_ms();
+    assert_true(wait_confirmed(cb, SVC_C, 0, 5000));
     /* A registration while etcd is down is still taken (and acknowledged)
      * by the replica it reaches. */
     lookaside_reporter *y = reporter_at(F.b.addr, SVC_C, "127.0.0.1:9202");
@@ -633,10 +872,20 @@ static void test_etcd_outage(void **state)
     /* Converged: A learns the registrations B took during the outage. */
     assert_true(wait_listed(F.a.addr, SVC_C, "127.0.0.1:9202", true, 15000));
     assert_true(wait_listed(F.a.addr, SVC_C, "127.0.0.1:9203", true, 15000));
-    printf("FIGURE etcd down %lld ms; the registration taken during the outage reached the "
-           "other replica %lld ms after etcd came back\n",
-           t_back - t_stop, h_now_ms() - t_back);
+    long long t_conv = h_now_ms();
+    /* Reconciled: the flag clears at both, and A's watcher gets it pushed. */
+    assert_true(wait_confirmed(ca, SVC_C, 1, 15000));
+    assert_true(wait_confirmed(cb, SVC_C, 1, 15000));
+    assert_int_equal(watch_until(wa, confirmed, "127.0.0.1:9203", 5000, NULL), 1);
+    printf("FIGURE etcd down %lld ms; lists marked unconfirmed %lld ms after the stop; the "
+           "registration taken during the outage reached the other replica %lld ms after etcd "
+           "came back, both lists confirmed again %lld ms after it came back\n",
+           t_back - t_stop, t_flag - t_stop, t_conv - t_back, h_now_ms() - t_back);
     assert_true(listed_at(F.b.addr, SVC_C, "127.0.0.1:9201"));
+    ts_cancel(wa);
+    ts_destroy(wa);
+    tc_close(ca);
+    tc_close(cb);
 
     /* Graceful leaves after the outage reach the other replica. */
     assert_int_equal(lookaside_reporter_stop(x, 3000), LOOKASIDE_OK);
@@ -1310,6 +1559,7 @@ int main(void)
         cmocka_unit_test(test_register_and_drain_across_replicas),
         cmocka_unit_test(test_propagation_figures),
         cmocka_unit_test(test_kill_replica),
+        cmocka_unit_test(test_versions_failover_race),
         cmocka_unit_test(test_lease_expiry_self_preservation),
 #ifdef LOOKASIDE_ETCD_LOAD
         cmocka_unit_test(test_kill_replica_under_load),
