@@ -10,21 +10,22 @@
 #   - lookaside against the setup it replaces (demo backends with gRPC's
 #     MaxConnectionAge, dnsmasq serving the headless name's A records, the
 #     demo client on a plain round_robin channel on dns://): scale-up,
-#     scale-down, uneven capacity, client overhead (bench/lb/*.sh);
+#     scale-down, uneven capacity, cold start with a backend turning slow,
+#     client overhead (bench/lb/*.sh);
 #   - bench_pick, bench_server and bench_storage.
 # Each figure is the median of repeated runs with its min–max; timings that
 # depend on the machine are also given as ratios to the baseline of the same
 # round. Every process is started and stopped by its PID.
 #
 # Options: --quick; --no-build (use the existing build); --build DIR;
-# --only LIST (comma-separated: micro, membership, uneven, overhead; for
+# --only LIST (comma-separated: micro, membership, uneven, coldstart, overhead; for
 # development: BENCHMARKS.md then holds only those); --out FILE (instead of
 # BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-QUICK=0 BUILD_IT=1 BUILD=build/bench ONLY=micro,membership,uneven,overhead OUT=BENCHMARKS.md
+QUICK=0 BUILD_IT=1 BUILD=build/bench ONLY=micro,membership,uneven,coldstart,overhead OUT=BENCHMARKS.md
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1 ;;
@@ -55,17 +56,20 @@ if [ "$QUICK" = 1 ]; then
     MICRO_REPS=1        # runs of each bench_* program
     M_KILL_S=37 M_END_S=41
     U_DUR_S=16 U_FROM_S=8
+    C_DUR_S=16 C_FROM_S=5 C_SLOW_S=10
     O_SECONDS=4
 else
     REPS=3
     MICRO_REPS=3
     M_KILL_S=40 M_END_S=45
     U_DUR_S=25 U_FROM_S=10
+    C_DUR_S=30 C_FROM_S=8 C_SLOW_S=18
     O_SECONDS=6
 fi
 AGE_MS=20000            # the baseline backends' MaxConnectionAge
 M_RATE=1000             # calls/s in the scale-up/down runs (capacity 3 x 800)
 U_RATE=800              # 80 % of 400 + 400 + 200
+C_SLOW_MS=30            # cold start: backend 1's service time once slow (20 ms before)
 TIMEOUT_MS=2000         # every call's deadline
 # The fourth backend starts at a different point of the baseline's 30 s
 # re-resolution cycle in each round: 3 s + (i + 1/2) x 24 s / REPS.
@@ -93,7 +97,11 @@ find_bins
 
 RUN=$BUILD/run
 rm -rf "$RUN"
-mkdir -p "$RUN" bench/charts
+# Charts go to bench/charts/ only with BENCHMARKS.md; a trial run (--out
+# elsewhere) keeps them in its run directory.
+CHARTS=bench/charts
+[ "$OUT" = BENCHMARKS.md ] || CHARTS=$RUN/charts
+mkdir -p "$RUN" "$CHARTS"
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
@@ -138,23 +146,44 @@ if want membership; then
     done
 fi
 
-if want uneven; then
+# side_by_side KIND LABEL ARGS...: REPS rounds of run_KIND, lookaside then
+# the baseline in each, every run analyzed by analyze_KIND DIR ARGS....
+side_by_side() {
+    local kind=$1 label=$2 i mode d
+    shift 2
     for ((i = 0; i < REPS; i++)); do
         for mode in lookaside baseline; do
-            d=$RUN/uneven.$mode.$i
-            log "uneven capacity, $mode, round $((i + 1)) of $REPS"
-            if run_uneven "$mode" "$d"; then
-                analyze_uneven "$d" "$U_FROM_S" "$U_DUR_S"
+            d=$RUN/$kind.$mode.$i
+            log "$label, $mode, round $((i + 1)) of $REPS"
+            if "run_$kind" "$mode" "$d"; then
+                "analyze_$kind" "$d" "$@"
             else
                 log "run failed: $d"
             fi
         done
-        for f in p50 p99; do
-            pair_ratio "$RUN/uneven.lookaside.$i/facts" "ratio.uneven.$f" \
-                "uneven.lookaside.${f}_ms" "$RUN/uneven.lookaside.$i/facts" \
-                "uneven.baseline.${f}_ms" "$RUN/uneven.baseline.$i/facts"
-        done
     done
+}
+
+# same_round KIND NAME KEY: the ratio NAME of KEY, lookaside over the
+# baseline, for each round of KIND.
+same_round() {
+    local i
+    for ((i = 0; i < REPS; i++)); do
+        pair_ratio "$RUN/$1.lookaside.$i/facts" "$2" "$1.lookaside.$3" \
+            "$RUN/$1.lookaside.$i/facts" "$1.baseline.$3" "$RUN/$1.baseline.$i/facts"
+    done
+}
+
+if want uneven; then
+    side_by_side uneven "uneven capacity" "$U_FROM_S" "$U_DUR_S"
+    same_round uneven ratio.uneven.p50 p50_ms
+    same_round uneven ratio.uneven.p99 p99_ms
+fi
+
+if want coldstart; then
+    side_by_side coldstart "cold start and a slow backend (slow at $C_SLOW_S s)" \
+        "$C_DUR_S" "$C_SLOW_S" "$C_FROM_S"
+    same_round coldstart ratio.coldstart.worst_second_p99 worst_second_p99_ms
 fi
 
 if want overhead; then
@@ -173,7 +202,7 @@ if want membership && [ -s "$RUN/membership.lookaside.$CHART_ROUND/series.dat" ]
     s_lk=$RUN/membership.lookaside.$CHART_ROUND/series.dat
     s_bl=$RUN/membership.baseline.$CHART_ROUND/series.dat
     evs() { sed -n "1s/.*$1 \([0-9.]*\).*/\1/p" "$2"; }
-    gnuplot -e "lk='$s_lk'; bl='$s_bl'; out='bench/charts/scaleup.png'; \
+    gnuplot -e "lk='$s_lk'; bl='$s_bl'; out='$CHARTS/scaleup.png'; \
         up_lk=$(evs up "$s_lk"); kill_lk=$(evs kill "$s_lk"); up_bl=$(evs up "$s_bl"); \
         kill_bl=$(evs kill "$s_bl"); age=$((AGE_MS / 1000)); rate=$M_RATE" bench/plot/scaleup.gp ||
         chart_note="$chart_note (scale-up chart failed)"
@@ -181,9 +210,17 @@ fi
 if want uneven && [ -s "$RUN/uneven.lookaside.$CHART_ROUND/series.dat" ] &&
     [ -s "$RUN/uneven.baseline.$CHART_ROUND/series.dat" ]; then
     gnuplot -e "lk='$RUN/uneven.lookaside.$CHART_ROUND/series.dat'; \
-        bl='$RUN/uneven.baseline.$CHART_ROUND/series.dat'; out='bench/charts/uneven.png'; \
+        bl='$RUN/uneven.baseline.$CHART_ROUND/series.dat'; out='$CHARTS/uneven.png'; \
         from=$U_FROM_S; rate=$U_RATE; age=$((AGE_MS / 1000))" bench/plot/uneven.gp ||
         chart_note="$chart_note (uneven-capacity chart failed)"
+fi
+
+if want coldstart && [ -s "$RUN/coldstart.lookaside.$CHART_ROUND/series.dat" ] &&
+    [ -s "$RUN/coldstart.baseline.$CHART_ROUND/series.dat" ]; then
+    gnuplot -e "lk='$RUN/coldstart.lookaside.$CHART_ROUND/series.dat'; \
+        bl='$RUN/coldstart.baseline.$CHART_ROUND/series.dat'; out='$CHARTS/coldstart.png'; \
+        slow=$C_SLOW_S; slowms=$C_SLOW_MS" bench/plot/coldstart.gp ||
+        chart_note="$chart_note (cold-start chart failed)"
 fi
 
 # ------------------------------------------------------------ BENCHMARKS.md
@@ -247,6 +284,15 @@ name in DNS, gRPC's \`round_robin\` policy on \`dns:///name:port\`, and a server
   figures cover seconds $U_FROM_S–$U_DUR_S (after lookaside's weights settle).
   Latency percentiles count every call sent in the window, a failed call at
   the time it took to fail.
+- Cold start and a backend turning slow: the same three backends and rate,
+  but the client starts sending as soon as the backends are registered
+  (lookaside: brand-new backends, no load reported yet) or published in DNS
+  (baseline), for $C_DUR_S s; at $C_SLOW_S s backend 1's service time goes from 20 to
+  $C_SLOW_MS ms (SIGUSR1 to the demo backend: capacity 400 → $((8000 / C_SLOW_MS)) calls/s).
+  Per-second p99 of the calls started in each second (second 0 = the first
+  call); steady state = the calls started in seconds $C_FROM_S–$C_SLOW_S (before the
+  slowdown); the ratios are the worst second's p99 ÷ that steady p99, over
+  the cold start (seconds 0–$C_FROM_S), after the slowdown, and over the whole run.
 - Overhead: three backends that reply at once (\`--service-ms 0\`), registered
   with the balancer, called through liblookaside and through a plain
   round_robin channel (DNS, as above) alternately, $O_SECONDS s each: calls/s with
@@ -274,11 +320,15 @@ EOF
 Scale-up and scale-down (round $((CHART_ROUND + 1)); the new backend b4 starts at the
 left dashed line, b2 is SIGKILLed at the right one):
 
-![scale-up and scale-down: share per backend over time, lookaside beside the baseline](bench/charts/scaleup.png)
+![scale-up and scale-down: share per backend over time, lookaside beside the baseline](${CHARTS#"$ROOT"/}/scaleup.png)
 
 Uneven capacity (round $((CHART_ROUND + 1)); dashed lines: the capacity shares 40/40/20 %):
 
-![uneven capacity: share per backend and p99 latency over time, lookaside beside the baseline](bench/charts/uneven.png)
+![uneven capacity: share per backend and p99 latency over time, lookaside beside the baseline](${CHARTS#"$ROOT"/}/uneven.png)
+
+Cold start and a slow backend (round $((CHART_ROUND + 1)); backend 1 turns slow at the dashed line):
+
+![cold start and a slow backend: per-second p99 latency and backend 1's share, lookaside beside the baseline](${CHARTS#"$ROOT"/}/coldstart.png)
 $([ -n "$chart_note" ] && echo "
 Note:$chart_note.")
 

@@ -40,6 +40,11 @@ analyze_membership() {
         # before the kill, so an unattributed failure then is one of these.
         if ((a == akill || (st != 0 && !(a in idx))) && s < kill && e >= kill) infl++
         if (e < kill && st != 0) failpre++
+        # Calls on the killed backend around the kill, for the break figures.
+        if ((a == akill || (st != 0 && !(a in idx))) && e >= kill) {
+            nk++; KS[nk] = s; KE[nk] = e; KF[nk] = st != 0; KA[nk] = a == akill
+            if (st != 0 && (brk == "" || e < brk)) brk = e
+        }
         k = int((s - t0) / 100000)          # 100 ms buckets for windows
         if (k >= 0) { call[k]++; if (a == anew) cnew[k]++; if (k > maxk) maxk = k }
         b = int((s - t0) / 1000000)         # 1 s buckets for the chart
@@ -68,6 +73,20 @@ analyze_membership() {
         printf "%s.kill_inflight_calls %d\n", m, infl
         printf "%s.kill_last_call_ms %.1f\n", m, (lastk > kill ? (lastk - kill) / 1000 : 0)
         printf "%s.errors_before_kill %d\n", m, failpre
+        # The client sees the connection break when the first call on it
+        # fails: calls sent before that cannot have known (the kernel closes
+        # a killed process sockets some time after the signal).
+        if (brk != "") {
+            ib = 0; fb = 0; lb = -1
+            for (i = 1; i <= nk; i++) {
+                if (KS[i] < brk) { ib += KE[i] >= brk; fb += KF[i] }
+                else if (KA[i] && KS[i] - brk > lb) lb = KS[i] - brk
+            }
+            printf "%s.kill_to_break_ms %.1f\n", m, (brk - kill) / 1000
+            printf "%s.kill_inflight_at_break_calls %d\n", m, ib
+            printf "%s.kill_failed_beyond_break_calls %d\n", m, failk - fb
+            printf "%s.kill_last_call_after_break_ms %.1f\n", m, (lb > 0 ? lb / 1000 : 0)
+        }
         printf "# t_s share_b1 share_b2 share_b3 share_b4 calls (up %.3f kill %.3f)\n",
             (up - t0) / 1e6, (kill - t0) / 1e6 > series
         # One row per second [t, t + 1); the last row repeats the one before
@@ -215,4 +234,74 @@ aggregate() {
 # ("DATE NAME VALUE ...") as "NAME VALUE".
 bench_facts() {
     awk 'NF >= 3 && $3 ~ /^[0-9.]+$/ { print $2, $3 }' "$1"
+}
+
+# analyze_coldstart DIR DUR_S SLOW_S STEADY_FROM_S: per-second p99 over the
+# whole run (second 0 = the first call), the steady-state p99 (calls started
+# in [STEADY_FROM_S, SLOW_S): weights settled, before the slowdown), and the
+# worst second against it - over the cold start (seconds before
+# STEADY_FROM_S), after the slowdown (seconds from SLOW_S on) and overall.
+# Every call counts, a failed one at the time it took to fail.
+analyze_coldstart() {
+    local d=$1 dur=$2 slow=$3 from=$4
+    _events "$d"
+    local m=coldstart.$EV_mode t0
+    t0=$(awk -F, '$1 != "start_us" && (m == "" || $1 < m) { m = $1 } END { printf "%.0f", m }' \
+        "$d/trace.csv")
+    awk -F, -v t0="$t0" -v dur="$dur" '
+        $1 == "start_us" { next }
+        { t = ($1 - t0) / 1e6; if (t >= 0 && t < dur) printf "%d %.3f\n", int(t), $5 / 1000 }' \
+        "$d/trace.csv" | sort -k1,1n -k2,2n >"$d/lat_by_s.txt"
+    awk -F, -v t0="$t0" -v from="$from" -v slow="$slow" '
+        $1 == "start_us" { next }
+        { t = ($1 - t0) / 1e6; if (t >= from && t < slow) printf "%.3f\n", $5 / 1000 }' \
+        "$d/trace.csv" | sort -n >"$d/lat_steady.txt"
+    awk -F, -v t0="$t0" -v dur="$dur" -v slow="$slow" -v from="$from" -v addrs="$EV_addrs" \
+        -v m="$m" -v series="$d/series.dat" -v latby="$d/lat_by_s.txt" \
+        -v steady="$d/lat_steady.txt" -v tslow="${EV_t_slow:-0}" '
+    BEGIN { n = split(addrs, A, " "); for (i = 1; i <= n; i++) idx[A[i]] = i }
+    $1 == "start_us" { next }
+    {
+        t = ($1 - t0) / 1e6; a = $3; st = $4 + 0
+        if (t < 0 || t >= dur) next
+        b = int(t); all[b]++
+        if (st != 0) { bad[b]++; err++ } else if (a in idx) per[b, idx[a]]++
+        tot++
+        if (t >= slow + 2 && st == 0) { late++; if (a in idx) lateb[idx[a]]++ }
+    }
+    END {
+        while ((getline v < steady) > 0) L[++nl] = v
+        sp99 = nl ? L[int(0.99 * nl + 0.999999)] : 0
+        while ((getline line < latby) > 0) {
+            split(line, f, " "); s = f[1]; k[s]++; V[s, k[s]] = f[2]
+        }
+        wc = 0; ws = 0; wa = 0; wsec = -1
+        printf "# t_s p99_ms share_b1 share_b2 share_b3 calls failed_pct (slow at %s s, steady p99 %.2f ms)\n",
+            slow, sp99 > series
+        for (s = 0; s < dur; s++) {
+            p = k[s] ? V[s, int(0.99 * k[s] + 0.999999)] : 0
+            if (s < from && p > wc) wc = p
+            if (s >= slow && p > ws) ws = p
+            if (p > wa) { wa = p; wsec = s }
+            line = s " " (k[s] ? p : "NaN")
+            for (i = 1; i <= n; i++)
+                line = line sprintf(" %.2f", all[s] ? 100 * per[s, i] / all[s] : 0)
+            print line, all[s] + 0, sprintf("%.2f", all[s] ? 100 * bad[s] / all[s] : 0) > series
+        }
+        printf "%s.steady_p99_ms %.2f\n", m, sp99
+        printf "%s.first_second_p99_ms %.2f\n", m, k[0] ? V[0, int(0.99 * k[0] + 0.999999)] : 0
+        printf "%s.worst_cold_p99_ms %.2f\n", m, wc
+        printf "%s.worst_slow_p99_ms %.2f\n", m, ws
+        printf "%s.worst_second_p99_ms %.2f\n", m, wa
+        printf "%s.worst_second_s %d\n", m, wsec
+        if (sp99 > 0) {
+            printf "%s.cold_ratio %.2f\n", m, wc / sp99
+            printf "%s.slow_ratio %.2f\n", m, ws / sp99
+            printf "%s.worst_ratio %.2f\n", m, wa / sp99
+        }
+        printf "%s.calls %d\n", m, tot
+        printf "%s.failed_pct %.2f\n", m, tot ? 100 * err / tot : 0
+        if (late) printf "%s.slow_share_b1_pct %.1f\n", m, 100 * lateb[1] / late
+        if (tslow) printf "%s.slow_at_s %.2f\n", m, (tslow - t0) / 1e6
+    }' "$d/trace.csv" >"$d/facts"
 }

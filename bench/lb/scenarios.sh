@@ -75,6 +75,17 @@ _client() {
     T_SEND=$(now_us)
 }
 
+# _client_wait DUR_S: until the client started by _client has sent for
+# DUR_S and ended (at most 10 s more), then it is stopped.
+_client_wait() {
+    local i
+    for ((i = 0; i < $1 * 10 + 100; i++)); do
+        kill -0 "$CL_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    proc_stop "$CL_PID"
+}
+
 # run_membership MODE DIR OFFSET_S: scale-up then scale-down. Three backends
 # (8 slots x 10 ms each) take M_RATE calls/s; OFFSET_S after the client
 # starts sending, a fourth backend starts (baseline: and its A record is
@@ -128,6 +139,18 @@ EOF
     )
 }
 
+# _demo_start MODE DIR DUR_S [BACKEND_ARGS...]: the demo's backends (8, 8
+# and 4 slots of 20 ms) and the client sending U_RATE calls/s for DUR_S with
+# a per-call trace.
+_demo_start() {
+    local mode=$1 d=$2 dur=$3
+    shift 3
+    _setup "$mode" "$d"
+    _backends "$mode" "$d" 3 8 8 4 -- --service-ms 20 "$@"
+    _client "$mode" "$d" --rate "$U_RATE" --duration-s "$dur" --concurrency 8000 \
+        --trace "$d/trace.csv" --csv "$d/client.csv"
+}
+
 # run_uneven MODE DIR: three backends with 8, 8 and 4 slots of 20 ms (400,
 # 400 and 200 calls/s: the third has half the capacity) under U_RATE calls/s
 # (80 % of the total) for U_DUR_S; figures come from U_FROM_S on.
@@ -138,16 +161,8 @@ run_uneven() {
         set -e
         trap stop_all EXIT
         trap 'exit 130' INT TERM
-        _setup "$mode" "$d"
-        _backends "$mode" "$d" 3 8 8 4 -- --service-ms 20
-        _client "$mode" "$d" --rate "$U_RATE" --duration-s "$U_DUR_S" --concurrency 8000 \
-            --trace "$d/trace.csv" --csv "$d/client.csv"
-        local i
-        for ((i = 0; i < U_DUR_S * 10 + 100; i++)); do
-            kill -0 "$CL_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        proc_stop "$CL_PID"
+        _demo_start "$mode" "$d" "$U_DUR_S"
+        _client_wait "$U_DUR_S"
         cat >"$d/events.txt" <<EOF
 mode=$mode
 t_send=$T_SEND
@@ -193,5 +208,33 @@ run_overhead() {
                 done
             done
         done
+    )
+}
+
+# run_coldstart MODE DIR: the demo scenario from its first second. Backends
+# as in run_uneven (8, 8 and 4 slots of 20 ms); the client starts sending
+# U_RATE calls/s as soon as the backends are registered (lookaside: weights
+# not yet known, every backend brand new) or published in DNS (baseline),
+# for C_DUR_S; at C_SLOW_S backend 1 turns slow (SIGUSR1: its service time
+# becomes C_SLOW_MS, its capacity 8 / C_SLOW_MS).
+run_coldstart() {
+    local mode=$1 d=$2
+    mkdir -p "$d"
+    (
+        set -e
+        trap stop_all EXIT
+        trap 'exit 130' INT TERM
+        _demo_start "$mode" "$d" "$C_DUR_S" --slow-service-ms "$C_SLOW_MS"
+        local t_slow
+        sleep_until $((T_SEND + C_SLOW_S * 1000000))
+        t_slow=$(now_us)
+        kill -USR1 "${BE_PIDS[0]}"
+        _client_wait "$C_DUR_S"
+        cat >"$d/events.txt" <<EOT
+mode=$mode
+t_send=$T_SEND
+t_slow=$t_slow
+addrs=${IPS[0]}:$PORT ${IPS[1]}:$PORT ${IPS[2]}:$PORT
+EOT
     )
 }
