@@ -9,7 +9,9 @@
  *   --tls-compare CERTDIR: 1 and 2 over plaintext and over mTLS (server
  *      certificate, client CA and policy; every channel presents the admin
  *      certificate), alternating in one run. CERTDIR is made by
- *      tests/security/gen_certs.sh.
+ *      tests/security/gen_certs.sh. With --tls-only plaintext|mtls: only
+ *      the reports phase, in one mode, for --seconds N, printing the server
+ *      and bench PIDs (to attach perf/strace to one mode at a time).
  * Prints figures and appends them to the results file. Never asserts on
  * time. 127.0.0.1 only; the server is stopped by PID. */
 #include <errno.h>
@@ -874,11 +876,13 @@ static bool tls_creds_load(const char *dir)
  * each, alternating so drift on the shared machine hits both; the ratios of
  * the means are the figures (goals: reports >= 0.8x, push p99 <= 1.5x). */
 static void tls_compare(const char *dir, const char *certs, int reps, int rounds,
-                        size_t nstreams, int seconds)
+                        size_t nstreams, int seconds, int only)
 {
     double sum[2][2] = {{0, 0}, {0, 0}};   /* [tls][0 = push p99, 1 = reports/s] */
     for (int r = 0; r < reps; r++)
         for (int tls = 0; tls < 2; tls++) {
+            if (only >= 0 && tls != only)
+                continue;
             g_tls_dir = tls ? certs : NULL;
             g_tag = tls ? ".mtls" : ".plaintext";
             char db[512], name[128];
@@ -886,10 +890,13 @@ static void tls_compare(const char *dir, const char *certs, int reps, int rounds
             srv s;
             double t_exec;
             bool up = srv_start(&s, db, &t_exec) == 0;
-            if (up) {
+            if (up && only >= 0)
+                fprintf(stderr, "%s server pid %d, bench pid %d\n", g_tag, (int)s.pid,
+                        (int)getpid());
+            if (up && only < 0)
                 fanout(s.addr, 1000, s.pid, rounds);
+            if (up)
                 reports(s.addr, s.pid, nstreams, seconds);
-            }
             srv_stop(&s);
             unlink(db);
             if (!up) {
@@ -905,6 +912,8 @@ static void tls_compare(const char *dir, const char *certs, int reps, int rounds
         }
     g_tls_dir = NULL;
     g_tag = "";
+    if (only >= 0)
+        return;
     char notes[200];
     snprintf(notes, sizeof notes, "mTLS/plaintext x100; %.0f vs %.0f reports/s, mean of %d "
              "alternations", sum[1][1], sum[0][1], reps);
@@ -922,6 +931,7 @@ int main(int argc, char **argv)
     size_t nstreams = 64, stored = 10000;
     bool quick = false, only_fanout = false, compare = false;
     const char *tls_certs = NULL;
+    int tls_only = -1;   /* --tls-only: 0 plaintext, 1 mTLS (profiling: reports phase only) */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             g_out = argv[++i];
@@ -933,6 +943,11 @@ int main(int argc, char **argv)
             compare = true;
         else if (strcmp(argv[i], "--tls-compare") == 0 && i + 1 < argc)
             tls_certs = argv[++i];
+        else if (strcmp(argv[i], "--tls-only") == 0 && i + 1 < argc) {
+            i++;
+            tls_only = strcmp(argv[i], "mtls") == 0 ? 1 : strcmp(argv[i], "plaintext") == 0 ? 0 : -2;
+        } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+            seconds = atoi(argv[++i]);
         else if (strcmp(argv[i], "--watchers") == 0 && i + 1 < argc) {
             watchers[0] = (size_t)atol(argv[++i]);
             watchers[1] = 0;
@@ -940,9 +955,15 @@ int main(int argc, char **argv)
         }
         else {
             fprintf(stderr, "usage: bench_server [--out FILE] [--server PATH] [--quick] "
-                            "[--watchers N] [--http-compare] [--tls-compare CERTDIR]\n");
+                            "[--watchers N] [--http-compare] [--tls-compare CERTDIR\n"
+                            "        [--tls-only plaintext|mtls] [--seconds N]]\n");
             return 2;
         }
+    }
+    if (tls_only == -2 || seconds < 1 || (tls_only >= 0 && tls_certs == NULL)) {
+        fprintf(stderr, "--tls-only takes plaintext or mtls and needs --tls-compare; "
+                        "--seconds at least 1\n");
+        return 2;
     }
     if (quick) {
         watchers[1] = 0;
@@ -967,7 +988,8 @@ int main(int argc, char **argv)
                             "(make them with tests/security/gen_certs.sh)\n", tls_certs);
             return 2;
         }
-        tls_compare(dir, tls_certs, quick ? 1 : 3, rounds, nstreams, seconds);
+        tls_compare(dir, tls_certs, quick || tls_only >= 0 ? 1 : 3, rounds, nstreams, seconds,
+                    tls_only);
         grpc_channel_credentials_release(g_tls_creds);
         watchers[0] = 0;
         only_fanout = true;
