@@ -428,6 +428,18 @@ lookaside_status lookaside_pick_service(lookaside_service *handle, struct lookas
     return pick_in((la_service *)handle, out);
 }
 
+/* Folds a call's latency into the mean of the stripe it was picked on (the
+ * one the picking thread's next picks read). Load + store like the
+ * statistics: threads sharing a stripe may lose an update, never corrupt
+ * the mean. Never 0 once set (0 means "no latency yet"). */
+static inline void lat_ewma_add(struct la_stripe *s, int64_t latency_us)
+{
+    int64_t l = latency_us < (1 << 24) ? latency_us : (1 << 24);
+    int64_t m = atomic_load_explicit(&s->lat_ewma_us, memory_order_relaxed);
+    m = m == 0 ? l : m + (l - m) / 8;
+    atomic_store_explicit(&s->lat_ewma_us, (uint32_t)(m > 0 ? m : 1), memory_order_relaxed);
+}
+
 void lookaside_pick_done(lookaside_client *c, struct lookaside_pick *pick,
                          grpc_status_code status, int64_t latency_us)
 {
@@ -469,8 +481,11 @@ void lookaside_pick_done(lookaside_client *c, struct lookaside_pick *pick,
             atomic_store(&b->svc->eject_check, true);
             wake = true;
         }
-    } else if (atomic_load_explicit(&b->consec_fail, memory_order_relaxed) != 0) {
-        atomic_store_explicit(&b->consec_fail, 0, memory_order_relaxed);
+    } else {
+        if (atomic_load_explicit(&b->consec_fail, memory_order_relaxed) != 0)
+            atomic_store_explicit(&b->consec_fail, 0, memory_order_relaxed);
+        if (latency_us > 0)
+            lat_ewma_add(&b->stripes[k], latency_us);
     }
     /* The last touch of b: after this the background thread may free it. */
     atomic_fetch_sub_explicit(&b->stripes[k].in_flight, 1, memory_order_release);

@@ -29,13 +29,17 @@
  * pick takes no lock: it reads the snapshot, takes the next entry of the
  * table from a per-thread position and a second, random entry (both drawn
  * by weight: weighted power of two choices), keeps the second only when it
- * has fewer calls in flight relative to its weight (so with nothing in
- * flight shares are exactly the weights, and a backend whose calls pile up
- * - slow, or over its capacity before the balancer's weights say so - gets
- * less at once), and counts the call as in flight on the chosen backend.
- * In-flight counts are kept per group of threads (the calling thread's
- * stripe): exact when one thread makes the calls, a per-thread sample
- * otherwise.
+ * costs less relative to its weight - cost: its calls in flight times their
+ * mean latency (the wait a new call can expect), or the calls in flight
+ * alone until both have a latency (so with nothing in flight shares are
+ * exactly the weights, and a backend whose calls pile up or slow down -
+ * slow, or over its capacity before the balancer's weights say so, as at a
+ * cold start when every weight is still equal - gets less at once), and
+ * counts the call as in flight on the chosen backend. The latency is the
+ * one passed to lookaside_pick_done (calls without a fault; a mean weighted
+ * 1/8 per call). In-flight counts and latencies are kept per group of
+ * threads (the calling thread's stripe): exact when one thread makes the
+ * calls, a per-thread sample otherwise.
  *
  * Which backends are pickable (in this order of preference):
  *  - never: backends not in the current list, DRAINING backends, weight 0;
@@ -343,7 +347,9 @@ lookaside_status lookaside_pick_service(lookaside_service *s, struct lookaside_p
 /* Ends a pick: status is how the call ended (UNAVAILABLE, UNIMPLEMENTED,
  * INTERNAL, UNKNOWN and DATA_LOSS count towards outlier ejection, any other
  * status resets the consecutive count), latency_us its
- * duration (recorded in the backend's statistics; pass 0 if unknown). After
+ * duration (recorded in the backend's statistics and, for a call without a
+ * fault, folded into the latency that later picks weigh; pass 0 if
+ * unknown). After
  * this, *pick's fields must no longer be used and the handle is cleared.
  * Calling it twice on the same pick is detected and ignored. Any thread,
  * concurrently; it must be called before lookaside_client_destroy(). */

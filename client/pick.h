@@ -35,6 +35,9 @@ struct la_stripe {
     _Atomic uint64_t calls;
     _Atomic uint64_t failures;
     _Atomic uint64_t latency_us;
+    /* Mean latency of the calls picked on this stripe that ended without a
+     * fault, exponentially weighted (1/8 per call), in us; 0: none yet. */
+    _Atomic uint32_t lat_ewma_us;
 } __attribute__((aligned(LA_HOT_ALIGN)));
 
 enum la_bstate { LA_SERVING = 0, LA_DRAINING = 1, LA_RESTORED = 2 };
@@ -153,16 +156,27 @@ static inline uint64_t stripe_in_flight(const la_backend *b, unsigned k)
     return v > 0 ? (uint64_t)v : 0;
 }
 
+/* The mean latency stripe k has seen for b (0: none yet). */
+static inline uint64_t stripe_latency(const la_backend *b, unsigned k)
+{
+    return atomic_load_explicit(&b->stripes[k].lat_ewma_us, memory_order_relaxed);
+}
+
 /* The pick itself, weighted power of two choices: the first candidate is
  * the next entry of the smooth-WRR table from *pos (a per-thread position),
  * the second a random entry (*rng, a per-thread xorshift state) - both
- * drawn by weight. The second wins only when it has strictly fewer calls in
- * flight relative to its weight (in2 / w2 < in1 / w1), so with nothing in
- * flight the shares are exactly the weights, and under load a backend that
- * is slow to answer (calls pile up) gets less than its weight at once,
- * before the balancer's weights say so. In-flight counts are those picked
- * on the calling thread's stripe k: exact for a thread that makes all the
- * calls, a per-thread sample otherwise, and local to the thread's cache. */
+ * drawn by weight. The second wins only when its cost relative to its
+ * weight is strictly lower (cost2 / w2 < cost1 / w1). The cost is the calls
+ * in flight times their mean latency - how long a new call would wait
+ * behind them - once both candidates have a latency on this stripe, else
+ * the calls in flight alone. So with nothing in flight the shares are
+ * exactly the weights, and under load a backend that is slow to answer
+ * (calls pile up, each takes longer) gets less than its weight at once,
+ * before the balancer's weights say so: at a cold start, when every weight
+ * is still equal, this is what keeps a backend of half the capacity from
+ * queueing. In-flight counts and latencies are those picked on the calling
+ * thread's stripe k: exact for a thread that makes all the calls, a
+ * per-thread sample otherwise, and local to the thread's cache. */
 static inline la_backend *pick_next(const pick_snap *s, uint32_t *pos, uint64_t *rng, unsigned k)
 {
     uint32_t p = *pos;
@@ -186,9 +200,14 @@ static inline la_backend *pick_next(const pick_snap *s, uint32_t *pos, uint64_t 
     const pick_slot *f = &s->table[(uint32_t)(((x >> 32) * (uint64_t)s->len) >> 32)];
     la_backend *c = f->b;
     uint64_t ic = stripe_in_flight(c, k);
+    uint64_t lb = stripe_latency(b, k), lc = stripe_latency(c, k);
+    if (lb == 0 || lc == 0)
+        lb = lc = 1;
     /* Branch-free: the outcome is close to random, a branch would often be
-     * mispredicted. The same backend twice compares equal and keeps b. */
-    bool take = (ic * e->w < ib * f->w) & !atomic_load_explicit(&c->down, memory_order_relaxed);
+     * mispredicted. The same backend twice compares equal and keeps b.
+     * in flight x latency < 2^63 x 2^24: 128 bits hold it times a weight. */
+    bool take = ((unsigned __int128)(ic * lc) * e->w < (unsigned __int128)(ib * lb) * f->w) &
+                !atomic_load_explicit(&c->down, memory_order_relaxed);
     uintptr_t m = (uintptr_t)0 - (uintptr_t)take;
     return (la_backend *)(((uintptr_t)c & m) | ((uintptr_t)b & ~m));
 }

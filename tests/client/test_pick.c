@@ -197,6 +197,42 @@ static void test_p2c(void **st)
     free_all(v, 2);
 }
 
+/* Once both candidates have a latency, the cost is in flight x latency:
+ * the same calls in flight on a backend that takes twice as long make it
+ * lose every comparison (it keeps only the picks where it is both
+ * candidates: 0.5 x 0.5); an unknown latency leaves the in-flight rule. */
+/* What stripe 0 has seen of b: calls in flight and their mean latency. */
+static void stripe0_load(la_backend *b, int64_t in_flight, uint32_t latency_us)
+{
+    atomic_store(&b->stripes[0].in_flight, in_flight);
+    atomic_store(&b->stripes[0].lat_ewma_us, latency_us);
+}
+
+static void test_p2c_latency(void **st)
+{
+    (void)st;
+    la_backend *v[2] = {mk(0, 100, NULL), mk(1, 100, NULL)};
+    pick_snap *s;
+    assert_int_equal(pick_snap_build(v, 2, &no_zone, &s), LOOKASIDE_OK);
+    size_t counts[2];
+    uint32_t w[2] = {100, 100};
+    stripe0_load(v[0], 4, 40000);
+    stripe0_load(v[1], 4, 0);
+    count_picks(s, v, 2, counts, PICKS);
+    assert_shares(counts, w, 2, PICKS);
+    stripe0_load(v[1], 4, 20000);
+    count_picks(s, v, 2, counts, PICKS);
+    double share = (double)counts[0] / PICKS;
+    assert_true(share > 0.23 && share < 0.27);
+    /* Fewer calls in flight can make up for a longer latency: 2 x 40 ms
+     * against 4 x 20 ms is a tie, and a tie keeps the first candidate. */
+    stripe0_load(v[0], 2, 40000);
+    count_picks(s, v, 2, counts, PICKS);
+    assert_shares(counts, w, 2, PICKS);
+    pick_snap_free(s);
+    free_all(v, 2);
+}
+
 /* A backend whose connection broke (down) is skipped by picks on the
  * snapshot already published, and left out of the next one. */
 static void test_down(void **st)
@@ -460,7 +496,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distribution), cmocka_unit_test(test_add_remove),
         cmocka_unit_test(test_exclusions),   cmocka_unit_test(test_zone),
-        cmocka_unit_test(test_down),         cmocka_unit_test(test_p2c),         cmocka_unit_test(test_eject_failure_percentage),
+        cmocka_unit_test(test_down),         cmocka_unit_test(test_p2c),
+        cmocka_unit_test(test_p2c_latency),         cmocka_unit_test(test_eject_failure_percentage),
         cmocka_unit_test(test_eject),        cmocka_unit_test(test_table_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
