@@ -2,8 +2,8 @@
 # bench/run.sh - every benchmark in one command; writes BENCHMARKS.md and the
 # charts in bench/charts/.
 #
-#   bench/run.sh            the full run (about 10 minutes on 2 cores)
-#   bench/run.sh --quick    one round of everything, shorter (about 3 minutes)
+#   bench/run.sh            the full run (about 14 minutes on 2 cores)
+#   bench/run.sh --quick    one round of everything, shorter (about 4 minutes)
 #
 # It installs missing packages (scripts/deps.sh, gnuplot-nox), builds
 # Release into build/bench (-j2), then on 127.0.0.0/8 only:
@@ -347,7 +347,12 @@ Note:$chart_note.")
 - *Calls failed when killed*: calls that ended with an error at or after the
   SIGKILL; *in flight*: calls to that backend started before and ended after
   it; *last call*: the latest call start to its address after the SIGKILL (0
-  when none).
+  when none). The kernel closes a killed process's sockets a few ms after
+  the signal, so the client cannot know before then: *the connection
+  breaks* when the first call on it fails (as the client sees it); calls
+  *in flight when it broke* started before that and ended at or after it;
+  *break → last call* is the latest call start to its address after the
+  break (0 when none).
 - Raw data of the last run: \`$SHOW_BUILD/run/\` (logs, traces, per-run facts,
   \`aggregate.txt\`).
 EOF
