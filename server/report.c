@@ -7,6 +7,14 @@
 #include "log.h"
 #include "metrics.h"
 #include "services.h"
+#include "util.h"
+
+/* At most one ack per stream per this many ms. A reporter sends about one
+ * Load a second, so it gets each ack at once; a backlog (a reporter catching
+ * up, a pipelining client) shares one ack that carries the latest count,
+ * instead of one write (and one TLS record) per message. The last ack is
+ * always sent, at most this late. */
+#define ACK_MIN_GAP_MS 5
 
 typedef struct reporter {
     reg_owner owner;
@@ -16,19 +24,32 @@ typedef struct reporter {
     uint64_t accepted;
     bool ack_pending;
     bool durable;       /* the registration is committed: acks may flow */
+    int64_t last_ack_ms;   /* monotonic; when the last ack was sent */
+    uint64_t ack_timer;    /* loop timer for a held-back ack; 0 none */
 } reporter;
 
+static void ack_due(loop *l, void *arg);
+
 /* An ack promises that the registration is committed to the database: the
- * first one waits for registry_await_durable. */
+ * first one waits for registry_await_durable. Acks are coalesced: while one
+ * cannot go (not durable yet, a send in flight, ACK_MIN_GAP_MS not over) the
+ * next one carries the latest count. */
 static void send_ack(reporter *rp)
 {
     if (rp->b == NULL)
         return;
-    if (!rp->durable || rpc_send_in_flight(rp->call)) {
-        rp->ack_pending = true;   /* coalesced: the next ack carries the latest count */
-        return;
+    rp->ack_pending = true;
+    if (!rp->durable || rpc_send_in_flight(rp->call) || rp->ack_timer != 0)
+        return;   /* on_durable, report_send_done or ack_due sends it */
+    int64_t now = clock_mono_ms();
+    if (now - rp->last_ack_ms < ACK_MIN_GAP_MS) {
+        rp->ack_timer =
+            loop_timer_add(rpc_loop(rp->call), rp->last_ack_ms + ACK_MIN_GAP_MS, ack_due, rp);
+        if (rp->ack_timer != 0)
+            return;
     }
     rp->ack_pending = false;
+    rp->last_ack_ms = now;
     Lookaside__V1__ReportAck ack = LOOKASIDE__V1__REPORT_ACK__INIT;
     ack.report_interval_ms = registry_cfg(rp->ctx->reg)->report_interval_ms;
     ack.token = rp->b->token;
@@ -36,6 +57,15 @@ static void send_ack(reporter *rp)
     ack.state = rp->b->draining ? LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_DRAINING
                                 : LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING;
     rpc_send(rp->call, &ack.base);
+}
+
+static void ack_due(loop *l, void *arg)
+{
+    (void)l;
+    reporter *rp = arg;
+    rp->ack_timer = 0;
+    if (rp->ack_pending)
+        send_ack(rp);
 }
 
 static void on_durable(reg_owner *o)
@@ -212,6 +242,8 @@ static void report_close(rpc_call *c, bool cancelled)
     reporter *rp = rpc_user(c);
     if (rp == NULL)
         return;
+    if (rp->ack_timer != 0)
+        loop_timer_cancel(rpc_loop(c), rp->ack_timer);
     if (rp->b) {
         log_info("report", "%s %s: stream %s", rp->b->svc->name, rp->b->address,
                  cancelled ? "lost" : "ended");

@@ -781,6 +781,7 @@ bool rpc_finished(const rpc_call *c) { return c->closed || c->finish_requested; 
 void rpc_set_user(rpc_call *c, void *user) { c->user = user; }
 void *rpc_user(const rpc_call *c) { return c->user; }
 void *rpc_method_ctx(const rpc_call *c) { return c->m->ctx; }
+loop *rpc_loop(const rpc_call *c) { return c->srv->l; }
 const char *rpc_method_path(const rpc_call *c) { return c->m->path; }
 const char *rpc_peer(const rpc_call *c) { return c->peer ? c->peer : "?"; }
 const char *rpc_peer_host(const rpc_call *c) { return c->peer_host; }

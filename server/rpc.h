@@ -123,6 +123,8 @@ bool rpc_finished(const rpc_call *c);
 void rpc_set_user(rpc_call *c, void *user);
 void *rpc_user(const rpc_call *c);
 void *rpc_method_ctx(const rpc_call *c);
+/* The loop the call's server runs on (for handler timers). */
+loop *rpc_loop(const rpc_call *c);
 const char *rpc_method_path(const rpc_call *c);
 /* "ipv4:127.0.0.1:45678" etc.; valid until on_close returns. */
 const char *rpc_peer(const rpc_call *c);
