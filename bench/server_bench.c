@@ -48,6 +48,7 @@ static bool g_http;
 /* --tls-compare: when set, servers get the mTLS flags and every channel
  * uses g_tls_creds (admin certificate, server verified as "localhost"). */
 static const char *g_tls_dir;
+static char g_policy[600];   /* written by tls_creds_load into the bench's temp dir */
 static grpc_channel_credentials *g_tls_creds;
 static const char *g_tag = "";
 #define MAX_KEPT 64
@@ -168,7 +169,7 @@ static int srv_start(srv *s, const char *db, double *t_exec)
         int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
         dup2(fd, 1);
-        char crt[600], key[600], ca[600], pol[600];
+        char crt[600], key[600], ca[600];
         char *av[24] = {(char *)g_server_bin, "--listen", "127.0.0.1:0", "--db", (char *)db,
                         "--max-streams-per-peer", "100000", "--evict-intervals", "1000"};
         int n = 9;
@@ -180,9 +181,8 @@ static int srv_start(srv *s, const char *db, double *t_exec)
             snprintf(crt, sizeof crt, "%s/server.crt", g_tls_dir);
             snprintf(key, sizeof key, "%s/server.key", g_tls_dir);
             snprintf(ca, sizeof ca, "%s/ca.crt", g_tls_dir);
-            snprintf(pol, sizeof pol, "%s/policy", g_tls_dir);
             char *tls[] = {"--tls-cert", crt, "--tls-key", key, "--tls-client-ca", ca,
-                           "--policy-file", pol};
+                           "--policy-file", g_policy};
             for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++)
                 av[n++] = tls[i];
         }
@@ -848,7 +848,7 @@ static void http_compare(const char *dir, int reps, int rounds, size_t nstreams,
 
 /* Credentials for every channel in mTLS rounds: trust ca.crt, present the
  * admin certificate (the policy grants it everything the benchmark does). */
-static bool tls_creds_load(const char *dir)
+static bool tls_creds_load(const char *dir, const char *tmp)
 {
     char path[600], *pem[3];
     const char *names[3] = {"ca.crt", "admin.crt", "admin.key"};
@@ -864,8 +864,9 @@ static bool tls_creds_load(const char *dir)
         free(pem[i]);
     if (g_tls_creds == NULL)
         return false;
-    snprintf(path, sizeof path, "%s/policy", dir);
-    FILE *f = fopen(path, "w");
+    /* The policy goes to the bench's own temp dir: CERTDIR is only read. */
+    snprintf(g_policy, sizeof g_policy, "%s/policy", tmp);
+    FILE *f = fopen(g_policy, "w");
     if (f == NULL)
         return false;
     fputs("id spiffe://test/admin admin\n", f);
@@ -983,7 +984,7 @@ int main(int argc, char **argv)
         only_fanout = true;
     }
     if (tls_certs) {
-        if (!tls_creds_load(tls_certs)) {
+        if (!tls_creds_load(tls_certs, dir)) {
             fprintf(stderr, "--tls-compare %s: no ca.crt/admin.crt/admin.key there "
                             "(make them with tests/security/gen_certs.sh)\n", tls_certs);
             return 2;
