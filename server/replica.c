@@ -273,6 +273,8 @@ static void stop_following(replica *r)
 static void call_done(replica *r, bool ok)
 {
     r->inflight--;
+    if (!ok)
+        stop_following(r);   /* we hold something etcd does not have */
     try_follow(r);
     if (!ok) {
         schedule_flush(r, clock_mono_ms() + r->retry_ms);
