@@ -747,6 +747,21 @@ lookaside_status etcd_put_many(etcd *e, const etcd_put_op *ops, size_t n, bool w
                        &etcdserverpb__txn_response__descriptor, true, done, arg);
 }
 
+/* A transaction: op when cmp holds, nothing otherwise. */
+static lookaside_status txn_if(etcd *e, Etcdserverpb__Compare *cmp, Etcdserverpb__RequestOp *op,
+                               etcd_done_fn done, void *arg)
+{
+    Etcdserverpb__Compare *cmps[1] = {cmp};
+    Etcdserverpb__RequestOp *ops[1] = {op};
+    Etcdserverpb__TxnRequest rq = ETCDSERVERPB__TXN_REQUEST__INIT;
+    rq.n_compare = 1;
+    rq.compare = cmps;
+    rq.n_success = 1;
+    rq.success = ops;
+    return start_write(e, "/etcdserverpb.KV/Txn", &rq.base,
+                       &etcdserverpb__txn_response__descriptor, true, done, arg);
+}
+
 lookaside_status etcd_delete_owned(etcd *e, const char *key, etcd_done_fn done, void *arg)
 {
     Etcdserverpb__Compare cmp = ETCDSERVERPB__COMPARE__INIT;
@@ -756,20 +771,32 @@ lookaside_status etcd_delete_owned(etcd *e, const char *key, etcd_done_fn done, 
     cmp.key.len = strlen(key);
     cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_LEASE;
     cmp.lease = e->lease ? e->lease : e->last_lease;
-    Etcdserverpb__Compare *cmps[1] = {&cmp};
     Etcdserverpb__DeleteRangeRequest del = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
     del.key = cmp.key;
     Etcdserverpb__RequestOp op = ETCDSERVERPB__REQUEST_OP__INIT;
     op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
     op.request_delete_range = &del;
-    Etcdserverpb__RequestOp *ops[1] = {&op};
-    Etcdserverpb__TxnRequest rq = ETCDSERVERPB__TXN_REQUEST__INIT;
-    rq.n_compare = 1;
-    rq.compare = cmps;
-    rq.n_success = 1;
-    rq.success = ops;
-    return start_write(e, "/etcdserverpb.KV/Txn", &rq.base,
-                       &etcdserverpb__txn_response__descriptor, true, done, arg);
+    return txn_if(e, &cmp, &op, done, arg);
+}
+
+lookaside_status etcd_put_if_older(etcd *e, const char *key, const uint8_t *value,
+                                   size_t value_len, int64_t rev, etcd_done_fn done, void *arg)
+{
+    Etcdserverpb__Compare cmp = ETCDSERVERPB__COMPARE__INIT;
+    cmp.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS;
+    cmp.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
+    cmp.key.data = (uint8_t *)key;
+    cmp.key.len = strlen(key);
+    cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+    cmp.mod_revision = rev;
+    Etcdserverpb__PutRequest put = ETCDSERVERPB__PUT_REQUEST__INIT;
+    put.key = cmp.key;
+    put.value.data = (uint8_t *)value;
+    put.value.len = value_len;
+    Etcdserverpb__RequestOp op = ETCDSERVERPB__REQUEST_OP__INIT;
+    op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+    op.request_put = &put;
+    return txn_if(e, &cmp, &op, done, arg);
 }
 
 lookaside_status etcd_delete(etcd *e, const char *key, etcd_done_fn done, void *arg)

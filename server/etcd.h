@@ -122,6 +122,12 @@ lookaside_status etcd_put_many(etcd *e, const etcd_put_op *ops, size_t n, bool w
  * comparing the lease), so a key another replica has taken over is left
  * alone. done as for etcd_put (ok true when nothing was ours to delete). */
 lookaside_status etcd_delete_owned(etcd *e, const char *key, etcd_done_fn done, void *arg);
+/* Puts key = value (no lease) only while the key's last change is older
+ * than revision rev (a missing key counts as older): the first of several
+ * replicas asking for the same rev writes, the others find it done. done
+ * as for etcd_put (ok true in both cases). */
+lookaside_status etcd_put_if_older(etcd *e, const char *key, const uint8_t *value,
+                                   size_t value_len, int64_t rev, etcd_done_fn done, void *arg);
 /* Deletes key whatever holds it. */
 lookaside_status etcd_delete(etcd *e, const char *key, etcd_done_fn done, void *arg);
 

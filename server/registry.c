@@ -631,13 +631,6 @@ void registry_set_mirror(registry *r, const reg_mirror_ops *ops, void *arg)
     r->mirror_arg = arg;
 }
 
-void registry_version_floor(registry *r, const char *service, uint64_t v)
-{
-    reg_service *s = registry_find(r, service);
-    if (s && v > s->version_floor)
-        s->version_floor = v;
-}
-
 /* The store changed s at revision rev: its version moves to it (store
  * mode), so it is published again even when its list did not change. */
 static void store_revision(registry *r, reg_service *s, uint64_t rev)
@@ -647,6 +640,13 @@ static void store_revision(registry *r, reg_service *s, uint64_t rev)
     s->version_floor = rev;
     if (r->store_mode)
         mark_dirty(r, s);
+}
+
+void registry_version_floor(registry *r, const char *service, uint64_t v)
+{
+    reg_service *s = registry_find(r, service);
+    if (s)
+        store_revision(r, s, v);
 }
 
 void registry_set_store(registry *r, bool following)

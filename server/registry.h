@@ -271,7 +271,8 @@ lookaside_status registry_remote_put(registry *r, const reg_remote *rb);
 void registry_remote_delete(registry *r, const char *service, const char *address,
                             uint64_t revision);
 /* The service's next published version is at least v (an external revision
- * that every replica sees). Unknown services are ignored. */
+ * that every replica sees; store mode: v << 24, published again at once).
+ * Unknown services are ignored. */
 void registry_version_floor(registry *r, const char *service, uint64_t v);
 
 /* ---- DNS discovery ---- */

@@ -31,6 +31,7 @@ typedef struct owned {
     bool weight_only;           /* the pending change is only a weight */
     bool in_flight;
     bool sent_weight_only;      /* what is in flight is only a weight */
+    int64_t touch_rev;          /* a service marker: put only if older than this */
     bool forget;                /* drop the entry once its write completes */
     replica *r;
     struct owned *hnext;
@@ -101,6 +102,26 @@ static bool make_key(const replica *r, int kind, const char *service, const char
 {
     int n = snprintf(out, KEY_MAX, "%s%s%s/%s", r->prefix, kind_dir[kind], service, address);
     return n > 0 && n < KEY_MAX;
+}
+
+/* <prefix>services/<service>: a marker put after each delete of one of the
+ * service's backend keys (touch_schedule), so that a fresh listing, which
+ * cannot show deletes, still sees the revision of the service's latest
+ * change. Parses the service out of such a key. */
+#define MARKER_DIR "services/"
+
+static bool parse_marker(const replica *r, const uint8_t *k, size_t n, char service[254])
+{
+    size_t p = r->prefix_len + strlen(MARKER_DIR);
+    if (n >= KEY_MAX || n <= p || n - p >= 254 || memcmp(k, r->prefix, r->prefix_len) != 0 ||
+        memcmp(k + r->prefix_len, MARKER_DIR, strlen(MARKER_DIR)) != 0)
+        return false;
+    for (size_t i = p; i < n; i++)
+        if (k[i] < 0x21 || k[i] > 0x7e || k[i] == '/')
+            return false;
+    memcpy(service, k + p, n - p);
+    service[n - p] = '\0';
+    return true;
 }
 
 /* Splits an etcd key into its kind, service and address (NUL-terminated
@@ -292,7 +313,7 @@ static void write_done(void *arg, bool ok, int64_t revision)
     /* A put's revision comes back through the watch; a delete that found
      * nothing (or another lease) has the store's revision, which may never
      * be an event under our prefix. */
-    if (ok && o->present && revision > r->written_rev)
+    if (ok && o->present && o->touch_rev == 0 && revision > r->written_rev)
         r->written_rev = revision;
     entry_done(r, o, ok);
     call_done(r, ok);
@@ -428,8 +449,10 @@ static void flush(replica *r)
                 continue;
             }
             lookaside_status st =
-                !o->present ? etcd_delete_owned(r->etcd, o->key, write_done, o)
-                            : etcd_put(r->etcd, o->key, o->val, o->vlen, false, write_done, o);
+                !o->present    ? etcd_delete_owned(r->etcd, o->key, write_done, o)
+                : o->touch_rev ? etcd_put_if_older(r->etcd, o->key, o->val, o->vlen, o->touch_rev,
+                                                   write_done, o)
+                               : etcd_put(r->etcd, o->key, o->val, o->vlen, false, write_done, o);
             if (st != LOOKASIDE_OK) {
                 next = now + r->retry_ms < next ? now + r->retry_ms : next;
                 continue;
@@ -468,6 +491,29 @@ static bool encode(const replica *r, const reg_backend *b, uint8_t *out, size_t 
 }
 
 static void admin_schedule(replica *r);
+
+/* A backend key of service was deleted at rev (a leave, or a lease that
+ * expired): every replica asks etcd to put the service's marker if it is
+ * older than rev; the first to get there writes it, and every replica --
+ * a fresh one listing later too -- sees the service change at the marker's
+ * revision. */
+static void touch_schedule(replica *r, const char *service, int64_t rev)
+{
+    char key[KEY_MAX];
+    int n = snprintf(key, sizeof key, "%s%s%s", r->prefix, MARKER_DIR, service);
+    owned *o = n > 0 && n < KEY_MAX && rev > 0 ? own_obtain(r, key) : NULL;
+    if (o == NULL)
+        return;
+    if (rev > o->touch_rev)
+        o->touch_rev = rev;
+    o->vlen = 0;
+    o->present = true;
+    o->leased = false;
+    o->forget = true;
+    o->weight_only = false;
+    o->dirty = true;
+    schedule_flush(r, clock_mono_ms());
+}
 
 static void mirror_put(void *arg, const reg_backend *b)
 {
@@ -646,6 +692,11 @@ static void apply_put(replica *r, const etcd_kv *kv)
 {
     char key[KEY_MAX], service[254], address[LA_ADDR_STRLEN];
     int kind;
+    if (parse_marker(r, kv->key, kv->key_len, service)) {
+        registry_version_floor(r->reg, service,
+                               kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0);
+        return;
+    }
     if (!parse_key(r, kv->key, kv->key_len, &kind, key, service, address)) {
         log_warn("replica", "etcd key skipped: not %s{backends,admin}/SERVICE/ADDRESS "
                             "(%zu bytes)", r->prefix, kv->key_len);
@@ -694,12 +745,13 @@ static void apply_delete(replica *r, const etcd_kv *kv)
     char key[KEY_MAX], service[254], address[LA_ADDR_STRLEN];
     int kind;
     if (!parse_key(r, kv->key, kv->key_len, &kind, key, service, address))
-        return;
+        return;   /* markers included: nobody deletes them */
     if (kind == K_ADMIN) {
         rem_remove(r->adm, key);
         return;
     }
     uint64_t rev = kv->mod_revision > 0 ? (uint64_t)kv->mod_revision : 0;
+    touch_schedule(r, service, (int64_t)rev);
     owned *o = own_find(r, key);
     if (o && o->present && o->leased) {
         if (reported_here(r, service, address)) {

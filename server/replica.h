@@ -19,6 +19,15 @@
  * replica) and deletes it. A request waiting for an owner is applied when
  * the backend registers at a replica.
  *
+ * Versions (registry_set_store): every replica lists what etcd has, so a
+ * service's version is the revision of its latest change in etcd. A listing
+ * cannot show deletes: after each delete of a backend key every replica
+ * asks etcd to put <prefix>services/<service> if older than that delete
+ * (one of them writes it), so a replica listing afresh sees the revision
+ * too. Lists are unconfirmed (ServerList.unconfirmed) while the watch is
+ * down, the lease is being replaced, or a write of ours is not back yet
+ * after a (re)link or a failed write.
+ *
  * In: every key under the prefix is listed and watched (etcd.h); backends
  * owned by other replicas go into the registry as remote backends
  * (registry_remote_put/registry_remote_delete, with the etcd revision as the
