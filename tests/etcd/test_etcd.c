@@ -437,10 +437,8 @@ static void test_kill_replica(void **state)
     uint64_t b_version = 0;
     assert_int_equal(watch_until(w, has, "127.0.0.1:9101", 5000, &b_version), 1);
 
-    /* Kill A once B has published what the client last got from A (B
-     * publishes each change after A, through etcd, so B's version is then
-     * the larger). Killing A within one etcd round trip of a publish of its
-     * own is the residual window README "Replicas" states. */
+    /* Kill A once B has published what the client last got from A (a quiet
+     * start; kills racing A's own changes are test_versions_failover_race). */
     long long sync_until = h_now_ms() + 10000;
     for (;;) {
         lookaside_service_info si0;
