@@ -512,6 +512,7 @@ int main(int argc, char **argv)
     ctx.max_report_bytes = f.max_report_bytes;
     ctx.max_request_bytes = f.max_message_bytes;
     ctx.grpclb_stats_ms = f.grpclb_stats_ms;
+    ctx.ack_gap_ms = 5;   /* a backlog of loads shares one ack (one write, one TLS record) */
     ctx.grpclb_max_entries = f.grpclb_max_entries;
     size_t nm = 0;
     nm += balancer_methods(&ctx, methods + nm);

@@ -14,7 +14,6 @@
  * up, a pipelining client) shares one ack that carries the latest count,
  * instead of one write (and one TLS record) per message. The last ack is
  * always sent, at most this late. */
-#define ACK_MIN_GAP_MS 5
 
 typedef struct reporter {
     reg_owner owner;
@@ -32,7 +31,7 @@ static void ack_due(loop *l, void *arg);
 
 /* An ack promises that the registration is committed to the database: the
  * first one waits for registry_await_durable. Acks are coalesced: while one
- * cannot go (not durable yet, a send in flight, ACK_MIN_GAP_MS not over) the
+ * cannot go (not durable yet, a send in flight, ctx->ack_gap_ms not over) the
  * next one carries the latest count. */
 static void send_ack(reporter *rp)
 {
@@ -42,9 +41,10 @@ static void send_ack(reporter *rp)
     if (!rp->durable || rpc_send_in_flight(rp->call) || rp->ack_timer != 0)
         return;   /* on_durable, report_send_done or ack_due sends it */
     int64_t now = clock_mono_ms();
-    if (now - rp->last_ack_ms < ACK_MIN_GAP_MS) {
+    int64_t gap = rp->ctx->ack_gap_ms;
+    if (now - rp->last_ack_ms < gap) {
         rp->ack_timer =
-            loop_timer_add(rpc_loop(rp->call), rp->last_ack_ms + ACK_MIN_GAP_MS, ack_due, rp);
+            loop_timer_add(rpc_loop(rp->call), rp->last_ack_ms + gap, ack_due, rp);
         if (rp->ack_timer != 0)
             return;
     }

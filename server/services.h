@@ -19,6 +19,9 @@ typedef struct server_ctx {
     size_t max_request_bytes;    /* cap of other requests */
     uint32_t grpclb_stats_ms;    /* client stats interval asked of grpclb clients */
     size_t grpclb_max_entries;   /* grpclb server list length cap */
+    uint32_t ack_gap_ms;         /* least time between two acks on one Report
+                                    stream (the last always sent, by a loop
+                                    timer); 0: every ack at once (fuzz) */
     bool shutting_down;
 } server_ctx;
 
