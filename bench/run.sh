@@ -2,7 +2,7 @@
 # bench/run.sh - every benchmark in one command; writes BENCHMARKS.md and the
 # charts in bench/charts/.
 #
-#   bench/run.sh            the full run (about 14 minutes on 2 cores)
+#   bench/run.sh            the full run (about 20 minutes on 2 cores)
 #   bench/run.sh --quick    one round of everything, shorter (about 4 minutes)
 #
 # It installs missing packages (scripts/deps.sh, gnuplot-nox), builds
@@ -12,7 +12,9 @@
 #     demo client on a plain round_robin channel on dns://): scale-up,
 #     scale-down, uneven capacity, cold start with a backend turning slow,
 #     client overhead (bench/lb/*.sh);
-#   - bench_pick, bench_server and bench_storage.
+#   - bench_pick, bench_server and bench_storage; bench_server again with
+#     mTLS beside plaintext (certificates from tests/security/gen_certs.sh);
+#     bench_replica (three servers on a real etcd, skipped without etcd).
 # Each figure is the median of repeated runs with its min–max; timings that
 # depend on the machine are also given as ratios to the baseline of the same
 # round. Every process is started and stopped by its PID.
@@ -89,7 +91,7 @@ if [ "$BUILD_IT" = 1 ]; then
     log "building Release into $BUILD (-j2)"
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLOOKASIDE_TESTS=OFF >/dev/null
     cmake --build "$BUILD" -j2 --target lookaside-server lookaside-demo-backend \
-        lookaside-demo-client bench_server bench_storage bench_pick >/dev/null
+        lookaside-demo-client bench_server bench_storage bench_pick bench_replica >/dev/null
 fi
 find_bins
 "$CLIENT_BIN" --help | grep -q -- '--trace' ||
@@ -119,6 +121,15 @@ if want micro; then
             log "bench_storage failed (see $d/storage.log)"
         "$BUILD/bench/bench_server" "${q[@]}" --out "$d/results.txt" >"$d/server.log" 2>&1 ||
             log "bench_server failed (see $d/server.log)"
+        if [ "$i" = 1 ]; then
+            # Once: each alternates its own rounds inside the run.
+            log "bench_server --tls-compare (mTLS beside plaintext), bench_replica (etcd)"
+            sh tests/security/gen_certs.sh "$RUN/certs" >/dev/null
+            "$BUILD/bench/bench_server" --tls-compare "$RUN/certs" --out "$d/results.txt" \
+                >"$d/tls.log" 2>&1 || log "bench_server --tls-compare failed (see $d/tls.log)"
+            "$BUILD/bench/bench_replica" "${q[@]}" --out "$d/results.txt" >"$d/replica.log" 2>&1 ||
+                log "bench_replica failed (see $d/replica.log)"
+        fi
         bench_facts "$d/results.txt" >"$d/facts"
     done
 fi
@@ -298,6 +309,19 @@ name in DNS, gRPC's \`round_robin\` policy on \`dns:///name:port\`, and a server
   round_robin channel (DNS, as above) alternately, $O_SECONDS s each: calls/s with
   32 calls in flight (closed loop), and the median latency at 1000 calls/s
   (seconds 2–$O_SECONDS of each run).
+- mTLS against plaintext (\`bench_server --tls-compare\`, once): the same
+  server and bench client with a CA, server and client certificates from
+  \`tests/security/gen_certs.sh\` (client certificates required, a policy file
+  granting the bench's identity), against the plaintext server; three
+  alternations of each mode, the 1,000-watcher push and the reports phase in
+  each, the ratios over the means.
+- Replicas (\`bench_replica\`, once): a one-member etcd from Debian on
+  127.0.0.1 and three \`lookaside-server --etcd\` replicas (A, B, C) beside one
+  server on SQLite; registrations at A timed to the list at a watcher of C;
+  1,000 backends reporting once a second at steady load while etcd's writes
+  are counted; push rounds with N watchers on each replica (a change at A)
+  alternating with N watchers on the single server. Skipped when etcd is not
+  installed.
 - Every call has a $TIMEOUT_MS ms deadline. Everything runs on 127.0.0.0/8;
   clients, backends, balancer and DNS share the machine's $(nproc) cores.
 
@@ -305,9 +329,10 @@ name in DNS, gRPC's \`round_robin\` policy on \`dns:///name:port\`, and a server
 
 $TABLE
 
-Micro-benchmarks (\`bench_pick\`, \`bench_server\`, \`bench_storage\`) have no
+Micro-benchmarks (\`bench_pick\`, \`bench_server\`, \`bench_storage\`,
+\`bench_replica\`) have no
 baseline column: they measure lookaside's own parts. Their raw result lines
-are in \`$SHOW_BUILD/run/micro.*/results.txt\`$([ "$QUICK" = 1 ] && echo "; with \`--quick\`, \`bench_server\` skips 10,000 watchers and stores 2,000 backends instead of 10,000").
+are in \`$SHOW_BUILD/run/micro.*/results.txt\`$([ "$QUICK" = 1 ] && echo "; with \`--quick\`, \`bench_server\` skips 10,000 watchers and stores 2,000 backends instead of 10,000, and \`bench_replica\` pushes to 2,000 watchers per replica instead of 10,000").
 
 ## Goals not met
 
