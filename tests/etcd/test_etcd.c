@@ -238,6 +238,31 @@ static bool serving(const Lookaside__V1__ServerList *l, const char *address)
     return b && b->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING && b->weight > 0;
 }
 
+/* The weight a backend must show for weighs(): an operator's override
+ * replaces the computed weight of a serving backend. */
+static uint32_t g_want_weight;
+
+static bool weighs(const Lookaside__V1__ServerList *l, const char *address)
+{
+    const Lookaside__V1__Backend *b = find_backend(l, address);
+    return b && b->state == LOOKASIDE__V1__BACKEND_STATE__BACKEND_STATE_SERVING &&
+           b->weight == g_want_weight;
+}
+
+static bool not_weighs(const Lookaside__V1__ServerList *l, const char *address)
+{
+    return serving(l, address) && !weighs(l, address);
+}
+
+/* test_kill_etcd_leader: what was taken while etcd was down is all in the
+ * list (address unused). */
+static bool outage_applied(const Lookaside__V1__ServerList *l, const char *address)
+{
+    (void)address;
+    return has(l, "127.0.0.1:9303") && draining(l, "127.0.0.1:9301") &&
+           weighs(l, "127.0.0.1:9302");
+}
+
 /* GetServerList on c (NULL when the call failed; free the list). */
 static Lookaside__V1__ServerList *list_at(tclient *c, const char *service)
 {
@@ -299,15 +324,31 @@ static lookaside_reporter *reporter_at(const char *target, const char *service,
 
 /* ---- tests ---- */
 
+/* An Admin call on c that must succeed. */
+static void admin_ok(tclient *c, const char *method, const ProtobufCMessage *rq,
+                     const ProtobufCMessageDescriptor *resp)
+{
+    assert_int_equal(tc_unary(c, method, rq, resp, NULL, NULL, 5000), GRPC_STATUS_OK);
+}
+
 static void set_drain(tclient *c, const char *service, const char *address, bool on)
 {
     Lookaside__V1__SetDrainRequest dr = LOOKASIDE__V1__SET_DRAIN_REQUEST__INIT;
     dr.service = (char *)service;
     dr.address = (char *)address;
     dr.draining = on;
-    assert_int_equal(tc_unary(c, "/lookaside.v1.Admin/SetDrain", &dr.base,
-                              &lookaside__v1__set_drain_response__descriptor, NULL, NULL, 5000),
-                     GRPC_STATUS_OK);
+    admin_ok(c, "/lookaside.v1.Admin/SetDrain", &dr.base,
+             &lookaside__v1__set_drain_response__descriptor);
+}
+
+static void set_override(tclient *c, const char *service, const char *address, uint32_t w)
+{
+    Lookaside__V1__SetWeightOverrideRequest ov = LOOKASIDE__V1__SET_WEIGHT_OVERRIDE_REQUEST__INIT;
+    ov.service = (char *)service;
+    ov.address = (char *)address;
+    ov.weight = w;
+    admin_ok(c, "/lookaside.v1.Admin/SetWeightOverride", &ov.base,
+             &lookaside__v1__set_weight_override_response__descriptor);
 }
 
 /* A backend reporting to replica A reaches a watcher of replica B; drains
@@ -344,6 +385,16 @@ static void test_register_and_drain_across_replicas(void **state)
     assert_int_equal(watch_until(wa, serving, "127.0.0.1:9001", 10000, NULL), 1);
     assert_int_equal(watch_until(wb, serving, "127.0.0.1:9001", 10000, &v2), 1);
     assert_true(v2 > v1);
+    /* A weight override through B (A owns the backend) reaches both
+     * replicas' watchers; cleared through A, both go back to the computed
+     * weight. */
+    g_want_weight = 777;
+    set_override(cb, SVC_A, "127.0.0.1:9001", 777);
+    assert_int_equal(watch_until(wa, weighs, "127.0.0.1:9001", 10000, NULL), 1);
+    assert_int_equal(watch_until(wb, weighs, "127.0.0.1:9001", 10000, NULL), 1);
+    set_override(ca, SVC_A, "127.0.0.1:9001", 0);
+    assert_int_equal(watch_until(wb, not_weighs, "127.0.0.1:9001", 10000, &v2), 1);
+    assert_int_equal(watch_until(wa, not_weighs, "127.0.0.1:9001", 10000, NULL), 1);
     /* And a drain through B reaches A's watchers too. */
     set_drain(cb, SVC_A, "127.0.0.1:9001", true);
     assert_int_equal(watch_until(wa, draining, "127.0.0.1:9001", 10000, NULL), 1);
@@ -792,32 +843,52 @@ static void test_lease_expiry_self_preservation(void **state)
  * balancer is not on the data path; this checks that nothing the replicas
  * do on a kill (list changes, re-registration, the client's move to B)
  * costs a call. */
+/* Client load across replicas a and b: two demo backends reporting to
+ * both (as targets), the demo client through liblookaside at 200 calls/s for
+ * secs seconds, failing on any failed call. */
+static void load_start(const char *a, const char *b, proc *be, proc *cl, double secs)
+{
+    char targets[160];
+    snprintf(targets, sizeof targets, "%s,%s", a, b);
+    chaos_backend_start(&be[0], targets, "b0");
+    chaos_backend_start(&be[1], targets, "b1");
+    chaos_wait_serving(a, 2);
+    chaos_wait_serving(b, 2);
+    chaos_client_start(cl, targets, 200, secs, NULL);
+}
+
+/* Waits for the client, prints its summary after what, checks that both
+ * backends are listed at the replicas named (b may be NULL), stops the
+ * backends; the client's exit status (0: no call failed). */
+static int load_end(proc *be, proc *cl, double secs, const char *what, const char *a,
+                    const char *b)
+{
+    char summary[512];
+    int rc = chaos_client_wait(cl, secs, summary, sizeof summary);
+    printf("FIGURE %s under 200 calls/s through liblookaside: client exit %d, %s\n", what, rc,
+           summary);
+    chaos_wait_serving(a, 2);
+    if (b)
+        chaos_wait_serving(b, 2);
+    for (int i = 0; i < 2; i++) {
+        h_stop(&be[i]);
+        unlink(be[i].log);
+    }
+    unlink(cl->log);
+    return rc;
+}
+
 static void test_kill_replica_under_load(void **state)
 {
     (void)state;
     NEED_ETCD();
-    char targets[160];
-    snprintf(targets, sizeof targets, "%s,%s", F.a.addr, F.b.addr);
     static proc be[2], cl;   /* chaos_track keeps pointers to them */
-    chaos_backend_start(&be[0], targets, "b0");
-    chaos_backend_start(&be[1], targets, "b1");
-    chaos_wait_serving(F.a.addr, 2);
-    chaos_wait_serving(F.b.addr, 2);
-    chaos_client_start(&cl, targets, 200, 8, NULL);
+    load_start(F.a.addr, F.b.addr, be, &cl, 8);
     h_sleep_ms(3000);
     h_kill(&F.a);
-    char summary[512];
-    int rc = chaos_client_wait(&cl, 8, summary, sizeof summary);
-    printf("FIGURE SIGKILL of replica A under 200 calls/s through liblookaside: client exit %d, "
-           "%s\n", rc, summary);
-    /* Both backends are still listed at B (re-registered there). */
-    chaos_wait_serving(F.b.addr, 2);
-    for (int i = 0; i < 2; i++)
-        h_stop(&be[i]);
-    unlink(be[0].log);
-    unlink(be[1].log);
-    unlink(cl.log);
     unlink(F.a.log);
+    /* Both backends are still listed at B (re-registered there). */
+    int rc = load_end(be, &cl, 8, "SIGKILL of replica A", F.b.addr, NULL);
     assert_int_equal(rc, 0);
     assert_int_equal(replica_start(&F.a), 0);
 }
@@ -1089,8 +1160,9 @@ static void test_kill_etcd_leader(void **state)
     assert_true(listed_at(C.r2.addr, SVC_A, "127.0.0.1:9301"));
 
     /* Then all of etcd stops for 10 s. Meanwhile a backend registers at
-     * replica 1, and replica 2's Admin drains a backend replica 1 owns:
-     * both acknowledged locally, neither lost when etcd returns. */
+     * replica 1, replica 2's Admin drains a backend replica 1 owns and
+     * replica 1's Admin overrides the weight of one replica 2 owns: all
+     * acknowledged locally, none lost when etcd returns. */
     for (int i = 0; i < 3; i++)
         if (C.m[i].pid > 0)
             h_stop(&C.m[i]);
@@ -1098,6 +1170,11 @@ static void test_kill_etcd_leader(void **state)
     lookaside_reporter *z = reporter_at(C.r1.addr, SVC_A, "127.0.0.1:9303");
     tclient *c2 = tc_connect(C.r2.addr);
     set_drain(c2, SVC_A, "127.0.0.1:9301", true);
+    /* ... and replica 1's Admin overrides the weight of replica 2's backend. */
+    tclient *c1o = tc_connect(C.r1.addr);
+    g_want_weight = 4242;
+    set_override(c1o, SVC_A, "127.0.0.1:9302", 4242);
+    tc_close(c1o);
     checks = 0;
     while (h_now_ms() - t_stop < 10000) {
         assert_true(listed_at(C.r1.addr, SVC_A, "127.0.0.1:9301"));
@@ -1112,18 +1189,20 @@ static void test_kill_etcd_leader(void **state)
     tclient *c1 = tc_connect(C.r1.addr);
     tstream *w1 = watch_open(c1, SVC_A);
     tstream *w2 = watch_open(c2, SVC_A);
-    int got_z = watch_until(w2, has, "127.0.0.1:9303", 20000, NULL);
-    /* The owner applied the drain taken by replica 2 during the outage. */
-    int got_drain = watch_until(w1, draining, "127.0.0.1:9301", 20000, NULL);
-    if ((!got_z || !got_drain) || getenv("LOOKASIDE_TEST_DUMP")) {
+    /* One list with everything taken during the outage, at each replica:
+     * the registration, the drain (applied by its owner, replica 1) and the
+     * override (applied by its owner, replica 2). */
+    int got1 = watch_until(w1, outage_applied, NULL, 20000, NULL);
+    int got2 = watch_until(w2, outage_applied, NULL, 20000, NULL);
+    if (!got1 || !got2 || getenv("LOOKASIDE_TEST_DUMP")) {
         h_log_dump(&C.r1);
         h_log_dump(&C.r2);
     }
-    assert_int_equal(got_z, 1);
-    assert_int_equal(got_drain, 1);
+    assert_int_equal(got1, 1);
+    assert_int_equal(got2, 1);
     printf("FIGURE all etcd members stopped %lld ms (%d checks: both replicas listed every "
-           "backend); after etcd returned, the registration and the drain taken during the "
-           "outage were everywhere %lld ms later (etcd start-up included)\n",
+           "backend); after etcd returned, the registration, the drain and the override taken "
+           "during the outage were everywhere %lld ms later (etcd start-up included)\n",
            t_back - t_stop, checks, h_now_ms() - t_back);
     assert_true(listed_at(C.r1.addr, SVC_A, "127.0.0.1:9302"));
     assert_true(listed_at(C.r2.addr, SVC_A, "127.0.0.1:9301"));
@@ -1138,6 +1217,33 @@ static void test_kill_etcd_leader(void **state)
     assert_true(wait_listed(C.r2.addr, SVC_A, "127.0.0.1:9301", false, 10000));
     lookaside_reporter_destroy(x);
     lookaside_reporter_destroy(y);
+}
+
+/* The same failures under client load: two demo backends reporting to the
+ * replicas, the demo client through liblookaside at 200 calls/s watching
+ * both replicas while the etcd leader is SIGKILLed and then all of etcd is
+ * stopped for 10 s and started again. No call may fail (the client exits
+ * non-zero on any failed call), and both backends are listed at both
+ * replicas afterwards. */
+static void test_etcd_failures_under_load(void **state)
+{
+    (void)state;
+    NEED_ETCD();
+    static proc be[2], cl;   /* chaos_track keeps pointers to them */
+    load_start(C.r1.addr, C.r2.addr, be, &cl, 20);
+    h_sleep_ms(2000);
+    int leader = cluster_leader();
+    assert_true(leader >= 0);
+    h_kill(&C.m[leader]);
+    h_sleep_ms(3000);
+    for (int i = 0; i < 3; i++)
+        if (C.m[i].pid > 0)
+            h_stop(&C.m[i]);
+    h_sleep_ms(10000);
+    assert_int_equal(cluster_start(), 0);
+    int rc = load_end(be, &cl, 20, "etcd leader SIGKILLed, then all members stopped 10 s",
+                      C.r1.addr, C.r2.addr);
+    assert_int_equal(rc, 0);
 }
 
 /* etcd's current revision (every write adds one), -1 on failure. */
@@ -1600,6 +1706,7 @@ int main(void)
     };
     const struct CMUnitTest cluster_tests[] = {
         cmocka_unit_test(test_kill_etcd_leader),
+        cmocka_unit_test(test_etcd_failures_under_load),
     };
     /* LOOKASIDE_TEST_FILTER=test_kill_etcd_leader runs one test (debugging). */
     if (getenv("LOOKASIDE_TEST_FILTER"))
