@@ -28,6 +28,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "bench_util.h"
 #include "client_internal.h"
 #include "lookaside.h"
 
@@ -127,13 +128,13 @@ static double run(int threads, int mode, long *errors)
     return sum / threads;
 }
 
-static void record(FILE *f, const char *date, const char *name, int threads, double v)
+static void record(const char *results, const char *name, int threads, double v)
 {
-    char line[160];
-    snprintf(line, sizeof line, "%s %s.threads=%d %.1f (goal < 30)\n", date, name, threads, v);
-    fputs(line, stdout);
-    if (f)
-        fputs(line, f);
+    char full[96], notes[64];
+    snprintf(full, sizeof full, "%s.threads=%d", name, threads);
+    snprintf(notes, sizeof notes, "best of %d runs", REPEAT);
+    printf("%s %.1f ns (goal < 30) %s\n", full, v, notes);
+    bench_append_result(results, full, v, 1, "ns", "< 30", notes);
 }
 
 int main(int argc, char **argv)
@@ -195,22 +196,12 @@ int main(int argc, char **argv)
             }
         }
 
-    char date[16];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(date, sizeof date, "%Y-%m-%d", &tm);
-    FILE *f = fopen(results, "a");
-    if (f == NULL)
-        fprintf(stderr, "bench_pick: cannot append to %s\n", results);
     for (int threads = 1; threads <= 2; threads++)
-        record(f, date, "pick.ns_per_pick", threads, r[threads - 1][0]);
+        record(results, "pick.ns_per_pick", threads, r[threads - 1][0]);
     for (int threads = 1; threads <= 2; threads++)
-        record(f, date, "pick.ns_per_pick_handle", threads, r[threads - 1][2]);
+        record(results, "pick.ns_per_pick_handle", threads, r[threads - 1][2]);
     for (int threads = 1; threads <= 2; threads++)
-        record(f, date, "pick.ns_per_pick_done", threads, r[threads - 1][1]);
-    if (f)
-        fclose(f);
+        record(results, "pick.ns_per_pick_done", threads, r[threads - 1][1]);
     if (errors) {
         lookaside_service_info info;
         lookaside_client_service_info(client, SVC, &info);

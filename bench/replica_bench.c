@@ -39,6 +39,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "bench_util.h"
 #include "etcd/etcdserverpb/rpc.pb-c.h"
 #include "lookaside/v1/lookaside.pb-c.h"
 
@@ -66,18 +67,10 @@ static gpr_timespec after_ms(double ms)
 static void emit(const char *name, double value, const char *unit, const char *goal,
                  const char *notes)
 {
-    char day[16];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(day, sizeof day, "%Y-%m-%d", &tm);
     printf("%-52s %10.2f %-9s (goal %s) %s\n", name, value, unit, goal, notes);
-    FILE *f = fopen(g_out, "a");
-    if (f) {
-        fprintf(f, "%s %s %.2f %s (goal %s) %s; load %s\n", day, name, value, unit, goal, notes,
-                g_load);
-        fclose(f);
-    }
+    char full[400];
+    snprintf(full, sizeof full, "%s; load %s", notes, g_load);
+    bench_append_result(g_out, name, value, 2, unit, goal, full);
 }
 
 static int by_value(const void *a, const void *b)

@@ -32,6 +32,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 
+#include "bench_util.h"
 #include "lookaside/v1/lookaside.pb-c.h"
 #include "storage.h"
 #include "util.h"
@@ -70,11 +71,6 @@ static gpr_timespec in_ms(int ms)
 static void result(const char *name, double value, const char *unit, const char *goal,
                    const char *notes)
 {
-    char date[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(date, sizeof date, "%Y-%m-%d", &tm);
     char full[128];
     snprintf(full, sizeof full, "%s%s", name, g_tag);
     if (g_nkept < MAX_KEPT) {
@@ -82,11 +78,7 @@ static void result(const char *name, double value, const char *unit, const char 
         g_kept[g_nkept++].value = value;
     }
     printf("%-40s %12.1f %-10s (goal %s) %s\n", full, value, unit, goal, notes);
-    FILE *f = fopen(g_out, "a");
-    if (f) {
-        fprintf(f, "%s %s %.1f %s (goal %s) %s\n", date, full, value, unit, goal, notes);
-        fclose(f);
-    }
+    bench_append_result(g_out, full, value, 1, unit, goal, notes);
 }
 
 /* ------------------------------------------------------------ server proc */
@@ -229,40 +221,7 @@ static void srv_stop(srv *s)
     s->pid = 0;
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
-}
 
-/* utime + stime of a process in ms. */
-static double cpu_ms(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    unsigned long ut = 0, st = 0;
-    /* Fields after the command: state(3) ... utime(14) stime(15). */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
-}
 
 /* ------------------------------------------------------------ raw calls */
 
@@ -434,6 +393,20 @@ static void reg_msg(Lookaside__V1__LoadReport *m, Lookaside__V1__Register *r, co
     m->register_ = r;
 }
 
+/* The list a watcher just received (NULL when undecodable; the caller frees
+ * it): notes its version and starts the next receive. */
+static Lookaside__V1__ServerList *take_list(stream *s)
+{
+    Lookaside__V1__ServerList *l = (Lookaside__V1__ServerList *)unpack(
+        &lookaside__v1__server_list__descriptor, s->rbb);
+    grpc_byte_buffer_destroy(s->rbb);
+    s->rbb = NULL;
+    if (l)
+        s->version = l->version;
+    stream_recv(s);
+    return l;
+}
+
 static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
 {
     size_t nch = nwatch / 100 + 1;
@@ -442,7 +415,7 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
         chs[i] = chan(addr, (int)i + 1000);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     stream *ws = calloc(nwatch, sizeof *ws);
-    long rss0 = rss_kb(pid);
+    long rss0 = bench_rss_kb(pid);
     Lookaside__V1__WatchRequest req = LOOKASIDE__V1__WATCH_REQUEST__INIT;
     req.service = "fan";
     for (size_t i = 0; i < nwatch; i++) {
@@ -472,21 +445,16 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
             s->sbb = NULL;
         }
         if (kind == 1 && s->rbb) {
-            Lookaside__V1__ServerList *l = (Lookaside__V1__ServerList *)unpack(&lookaside__v1__server_list__descriptor, s->rbb);
-            grpc_byte_buffer_destroy(s->rbb);
-            s->rbb = NULL;
-            if (l) {
-                s->version = l->version;
+            Lookaside__V1__ServerList *l = take_list(s);
+            if (l)
                 protobuf_c_message_free_unpacked(&l->base, NULL);
-            }
             have++;
-            stream_recv(s);
         }
     }
     if (have < nwatch) {
         fprintf(stderr, "fanout: only %zu of %zu watchers connected\n", have, nwatch);
     }
-    long rss1 = rss_kb(pid);
+    long rss1 = bench_rss_kb(pid);
     changer c;
     c.ch = chan(addr, 7);
     c.cq = grpc_completion_queue_create_for_next(NULL);
@@ -503,7 +471,7 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
             if (ws[i].version > target)
                 target = ws[i].version;
         double t0 = now_ms();
-        double cpu0 = cpu_ms(pid);
+        double cpu0 = bench_cpu_ms(pid);
         stream_open(&c.s, c.ch, c.cq, "/lookaside.v1.LoadReporter/Report", NULL);
         stream_send(&c.s, &m.base);
         size_t got = 0;
@@ -516,20 +484,16 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
             stream *s = tag_stream(ws, nwatch, ev.tag, &kind);
             if (s == NULL || kind != 1 || s->rbb == NULL)
                 continue;
-            Lookaside__V1__ServerList *l = (Lookaside__V1__ServerList *)unpack(&lookaside__v1__server_list__descriptor, s->rbb);
-            grpc_byte_buffer_destroy(s->rbb);
-            s->rbb = NULL;
+            Lookaside__V1__ServerList *l = take_list(s);
             if (l) {
                 if (l->version > target && s->got_at == 0) {
                     s->got_at = now_ms();
                     lat[got++] = s->got_at - t0;
                 }
-                s->version = l->version;
                 protobuf_c_message_free_unpacked(&l->base, NULL);
             }
-            stream_recv(s);
         }
-        round_cpu[r] = cpu_ms(pid) - cpu0;
+        round_cpu[r] = bench_cpu_ms(pid) - cpu0;
         qsort(lat, got, sizeof *lat, cmp_d);
         round_last[r] = got ? lat[got - 1] : -1;
         round_p99[r] = got ? lat[(size_t)(0.99 * (double)(got - 1))] : -1;
@@ -546,14 +510,9 @@ static void fanout(const char *addr, size_t nwatch, pid_t pid, int rounds)
             stream *s = tag_stream(ws, nwatch, ev.tag, &kind);
             if (s == NULL || kind != 1 || s->rbb == NULL)
                 continue;
-            Lookaside__V1__ServerList *l = (Lookaside__V1__ServerList *)unpack(&lookaside__v1__server_list__descriptor, s->rbb);
-            grpc_byte_buffer_destroy(s->rbb);
-            s->rbb = NULL;
-            if (l) {
-                s->version = l->version;
+            Lookaside__V1__ServerList *l = take_list(s);
+            if (l)
                 protobuf_c_message_free_unpacked(&l->base, NULL);
-            }
-            stream_recv(s);
         }
     }
     qsort(round_last, (size_t)rounds, sizeof *round_last, cmp_d);
@@ -628,7 +587,7 @@ static void reports(const char *addr, pid_t pid, size_t nstreams, int seconds)
             for (size_t i = 0; i < nstreams; i++)
                 acc_at_start += rs[i].accepted;
             t0 = now_ms();
-            cpu0 = cpu_ms(pid);
+            cpu0 = bench_cpu_ms(pid);
         }
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
@@ -671,7 +630,7 @@ static void reports(const char *addr, pid_t pid, size_t nstreams, int seconds)
         }
     }
     double el = now_ms() - t0;
-    double cpu = cpu_ms(pid) - cpu0;
+    double cpu = bench_cpu_ms(pid) - cpu0;
     uint64_t acc = 0;
     for (size_t i = 0; i < nstreams; i++)
         acc += rs[i].accepted;

@@ -35,6 +35,7 @@
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 
+#include "bench_util.h"
 #include "lookaside/v1/lookaside.pb-c.h"
 
 #ifndef LOOKASIDE_BENCH_RESULTS
@@ -379,19 +380,6 @@ static int worker_main(int id, const opts *o, const char *target, int out_fd)
 
 /* ------------------------------------------------------------------ parent */
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
-}
 
 static long fd_count(pid_t pid)
 {
@@ -443,17 +431,8 @@ static const char *g_results = LOOKASIDE_BENCH_RESULTS;
 static void result(const char *name, double value, const char *unit, const char *goal,
                    const char *notes)
 {
-    char date[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(date, sizeof date, "%Y-%m-%d", &tm);
     printf("%-28s %10.1f %-6s (goal %s) %s\n", name, value, unit, goal, notes);
-    FILE *f = fopen(g_results, "a");
-    if (f) {
-        fprintf(f, "%s %s %.1f %s (goal %s) %s\n", date, name, value, unit, goal, notes);
-        fclose(f);
-    }
+    bench_append_result(g_results, name, value, 1, unit, goal, notes);
 }
 
 static int parse(int argc, char **argv, opts *o)
@@ -538,7 +517,7 @@ int main(int argc, char **argv)
     long base_rss = -1, base_fd = -1, max_rss = 0, max_fd = 0, rss = 0, fds = 0;
     for (int sec = 1; now_ms() - start < (long long)(o.duration_s * 1000); sec++) {
         sleep_ms(1000);
-        rss = rss_kb(srv);
+        rss = bench_rss_kb(srv);
         fds = fd_count(srv);
         if (rss < 0)
             break;   /* the server died */
@@ -554,7 +533,7 @@ int main(int argc, char **argv)
             printf("t=%4ds rss %ld kB, %ld fds\n", sec, rss, fds);
         fflush(stdout);
     }
-    bool alive = rss_kb(srv) >= 0;
+    bool alive = bench_rss_kb(srv) >= 0;
     for (long k = 0; k < o.procs; k++)
         kill(kids[k], SIGTERM);
     long long acks = 0, lists = 0, restarts = 0, unexpected = 0;
