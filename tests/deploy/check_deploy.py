@@ -2,7 +2,10 @@
 """Checks the deployment recipes under deploy/ without a cluster.
 
 - every Kubernetes YAML parses, and the fields that matter hold: one server
-  replica with its database on a volume, grpc.health.v1 probes on the port
+  replica with its database on a volume; the replicated variant's several
+  replicas pointing at members of an etcd StatefulSet of the manifests (odd
+  count, started in parallel, --initial-cluster naming them, a headless
+  Service publishing not-ready members, data on a volume); grpc.health.v1 probes on the port
   it serves, resources, a listen address reachable in a pod, a headless
   Service, a Service port named "grpclb", Service selectors that select
   something, a backend with a preStop drain, clients dialing Services that
@@ -122,33 +125,12 @@ def target_host(t):
     return t.rsplit(":", 1)[0]
 
 
-def check_kubernetes(docs, bins):
-    server_flags = help_flags(bins["server"])
-    check("listen" in server_flags and "db" in server_flags,
-          "lookaside-server --help does not list --listen/--db")
-    by_kind = {}
-    for d in docs:
-        by_kind.setdefault(d["kind"], []).append(d)
-    hosts = service_hosts(docs)
-
-    # ---- the server
-    servers = [w for w in workloads(docs)
-               if any("lookaside-server" in str(c.get("image", "")) + str(c.get("command", ""))
-                      or c.get("name") == "server"
-                      for c in w["spec"]["template"]["spec"]["containers"])
-               and w["metadata"]["name"] == "lookaside-server"]
-    if not check(len(servers) == 1, "exactly one lookaside-server workload"):
-        return
-    srv = servers[0]
-    where = srv["_file"]
-    spec = srv["spec"]
-    check(spec.get("replicas") == 1, f"{where}: replicas must be 1 (no shared state yet)")
-    check(selects(spec["selector"]["matchLabels"], pod_labels(srv)),
-          f"{where}: selector does not match the pod template")
-    pod = spec["template"]["spec"]
+def check_server_container(where, pod, c, server_flags):
+    """What every lookaside-server pod needs: non-root, real flags, a listen
+    address reachable in the pod with TLS or --insecure, grpc probes on that
+    port, resources. Returns the port."""
     check(pod.get("securityContext", {}).get("runAsNonRoot") is True,
           f"{where}: runAsNonRoot")
-    c = pod["containers"][0]
     env = env_of(c)
     check_env_flags(where, c, server_flags)
     listen = env.get("LOOKASIDE_LISTEN") or next(
@@ -172,6 +154,106 @@ def check_kubernetes(docs, bins):
     for k in ("requests", "limits"):
         check("cpu" in res.get(k, {}) and "memory" in res.get(k, {}),
               f"{where}: resources.{k} needs cpu and memory")
+    return port
+
+
+def check_replicated(docs, server_flags):
+    """The etcd-mode variant: a Deployment of several replicas, LOOKASIDE_ETCD
+    naming members of an etcd StatefulSet of these manifests through its
+    headless Service, and a headless Service over the replicas."""
+    reps = [w for w in workloads(docs) if w["metadata"]["name"] == "lookaside-server-replicated"]
+    if not check(len(reps) == 1, "exactly one lookaside-server-replicated workload"):
+        return
+    w = reps[0]
+    where, spec = w["_file"], w["spec"]
+    check(w["kind"] == "Deployment" and spec.get("replicas", 1) >= 2,
+          f"{where}: a Deployment of at least 2 replicas")
+    check(selects(spec["selector"]["matchLabels"], pod_labels(w)),
+          f"{where}: selector does not match the pod template")
+    pod = spec["template"]["spec"]
+    c = pod["containers"][0]
+    check_server_container(where, pod, c, server_flags)
+    env = env_of(c)
+    check(not env.get("LOOKASIDE_DB"), f"{where}: LOOKASIDE_DB is not used in etcd mode")
+    endpoints = [e for e in (env.get("LOOKASIDE_ETCD") or "").split(",") if e]
+    if not check(endpoints, f"{where}: LOOKASIDE_ETCD names no endpoint"):
+        return
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    headless = [s for s in services.values() if s["spec"].get("clusterIP") == "None"
+                and selects(s["spec"].get("selector"), pod_labels(w))]
+    check(headless, f"{where}: no headless Service over the replicas (reporters and clients "
+                    f"dial dns:/// names resolving to all of them)")
+    sets = {d["metadata"]["name"]: d for d in workloads(docs) if d["kind"] == "StatefulSet"}
+    for ep in endpoints:
+        host, _, port = ep.rpartition(":")
+        m = re.match(r"^([a-z0-9-]+)-([0-9]+)\.([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local$",
+                     host)
+        if not check(m, f"{where}: etcd endpoint {ep!r} is not POD.SERVICE.NAMESPACE.svc."
+                        f"cluster.local:PORT of a StatefulSet member"):
+            continue
+        sts, idx, svc = sets.get(m.group(1)), int(m.group(2)), services.get(m.group(3))
+        if not check(sts and svc, f"{where}: {ep!r}: no StatefulSet {m.group(1)} with Service "
+                                  f"{m.group(3)} in these manifests"):
+            continue
+        check(sts["spec"].get("serviceName") == m.group(3) and idx < sts["spec"].get("replicas", 1)
+              and svc["spec"].get("clusterIP") == "None",
+              f"{where}: {ep!r} is not a member of StatefulSet {m.group(1)} behind its headless "
+              f"Service")
+        ec = sts["spec"]["template"]["spec"]["containers"][0]
+        check(container_port(ec, int(port)) == int(port)
+              and any(p.get("port") == int(port) for p in svc["spec"].get("ports", [])),
+              f"{where}: {ep!r}: port {port} is not served by {m.group(1)}")
+    named = {re.sub(r"-[0-9]+$", "", e.split(".")[0]) for e in endpoints}
+    for sts in [m for name, m in sorted(sets.items()) if name in named]:
+        n = sts["spec"].get("replicas", 1)
+        where = sts["_file"]
+        check(n % 2 == 1, f"{where}: an odd number of etcd members (quorum)")
+        check(sts["spec"].get("podManagementPolicy") == "Parallel",
+              f"{where}: etcd members must start together (podManagementPolicy: Parallel)")
+        args = " ".join(str(a) for a in sts["spec"]["template"]["spec"]["containers"][0]
+                        .get("command", []) + sts["spec"]["template"]["spec"]["containers"][0]
+                        .get("args", []))
+        ic = re.search(r"--initial-cluster=(\S+)", args)
+        if check(ic, f"{where}: etcd needs --initial-cluster"):
+            names = sorted(x.split("=", 1)[0] for x in ic.group(1).split(","))
+            check(names == sorted(f"{sts['metadata']['name']}-{i}" for i in range(n)),
+                  f"{where}: --initial-cluster names {names}, not the {n} members")
+        svc = services.get(sts["spec"].get("serviceName"), {})
+        check(svc.get("spec", {}).get("publishNotReadyAddresses") is True,
+              f"{where}: the members' headless Service must publish not-ready addresses "
+              f"(members find each other before the cluster has a leader)")
+        check(sts["spec"].get("volumeClaimTemplates"), f"{where}: etcd data on a volume")
+
+
+def check_kubernetes(docs, bins):
+    server_flags = help_flags(bins["server"])
+    check("listen" in server_flags and "db" in server_flags,
+          "lookaside-server --help does not list --listen/--db")
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    hosts = service_hosts(docs)
+    check_replicated(docs, server_flags)
+
+    # ---- the server
+    servers = [w for w in workloads(docs)
+               if any("lookaside-server" in str(c.get("image", "")) + str(c.get("command", ""))
+                      or c.get("name") == "server"
+                      for c in w["spec"]["template"]["spec"]["containers"])
+               and w["metadata"]["name"] == "lookaside-server"]
+    if not check(len(servers) == 1, "exactly one lookaside-server workload"):
+        return
+    srv = servers[0]
+    where = srv["_file"]
+    spec = srv["spec"]
+    check(spec.get("replicas") == 1, f"{where}: replicas must be 1 (one SQLite file; "
+                                      f"replicas share etcd: kubernetes-replicated/)")
+    check(selects(spec["selector"]["matchLabels"], pod_labels(srv)),
+          f"{where}: selector does not match the pod template")
+    pod = spec["template"]["spec"]
+    c = pod["containers"][0]
+    env = env_of(c)
+    port = check_server_container(where, pod, c, server_flags)
     db = env.get("LOOKASIDE_DB", "")
     mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
     vct = {v["metadata"]["name"] for v in spec.get("volumeClaimTemplates", [])}
