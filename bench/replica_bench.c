@@ -358,27 +358,35 @@ static void calls_end(call *calls, size_t n, grpc_completion_queue *cq)
     }
 }
 
+/* One event of the leaving streams on cq within 20 ms: a received message
+ * is dropped and the next receive started. */
+static void leave_poll(grpc_completion_queue *cq)
+{
+    int op;
+    call *x = call_event(grpc_completion_queue_next(cq, after_ms(20), NULL), &op);
+    if (x && op == OP_RECV && x->in) {
+        grpc_byte_buffer_destroy(x->in);
+        x->in = NULL;
+        call_recv_again(x);
+    }
+}
+
 /* Half-closes every Report stream (a clean leave, not a lost stream that
- * self-preservation would hold) and reads what comes back for up to 1 s,
- * then ends the calls. */
+ * self-preservation would hold) once its last send is done (up to 1 s),
+ * reads what comes back for up to 1 s, then ends the calls. */
 static void reports_leave(call *calls, size_t n, grpc_completion_queue *cq)
 {
     for (size_t i = 0; i < n; i++) {
+        for (double until = mono_ms() + 1000; calls[i].busy_send && mono_ms() < until;)
+            leave_poll(cq);
         grpc_op op = {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
         if (!calls[i].busy_send &&
             grpc_call_start_batch(calls[i].gc, &op, 1, &calls[i].tag[OP_SEND], NULL) ==
                 GRPC_CALL_OK)
             calls[i].busy_send = true;
     }
-    for (double until = mono_ms() + 1000; mono_ms() < until;) {
-        int op;
-        call *x = call_event(grpc_completion_queue_next(cq, after_ms(20), NULL), &op);
-        if (x && op == OP_RECV && x->in) {
-            grpc_byte_buffer_destroy(x->in);
-            x->in = NULL;
-            call_recv_again(x);
-        }
-    }
+    for (double until = mono_ms() + 1000; mono_ms() < until;)
+        leave_poll(cq);
     calls_end(calls, n, cq);
 }
 

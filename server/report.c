@@ -9,12 +9,6 @@
 #include "services.h"
 #include "util.h"
 
-/* At most one ack per stream per this many ms. A reporter sends about one
- * Load a second, so it gets each ack at once; a backlog (a reporter catching
- * up, a pipelining client) shares one ack that carries the latest count,
- * instead of one write (and one TLS record) per message. The last ack is
- * always sent, at most this late. */
-
 typedef struct reporter {
     reg_owner owner;
     rpc_call *call;
@@ -32,7 +26,11 @@ static void ack_due(loop *l, void *arg);
 /* An ack promises that the registration is committed to the database: the
  * first one waits for registry_await_durable. Acks are coalesced: while one
  * cannot go (not durable yet, a send in flight, ctx->ack_gap_ms not over) the
- * next one carries the latest count. */
+ * next one carries the latest count. A reporter sends about one Load a
+ * second, so it gets each ack at once; a backlog (a reporter catching up, a
+ * pipelining client) shares one ack instead of one write (and one TLS
+ * record) per message. The last ack is always sent, at most ack_gap_ms
+ * late (ack_due). */
 static void send_ack(reporter *rp)
 {
     if (rp->b == NULL)

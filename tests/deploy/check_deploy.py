@@ -139,7 +139,7 @@ def check_server_container(where, pod, c, server_flags):
           f"{where}: the server must listen on every pod address, not {listen!r}")
     # Beyond loopback, plaintext without --insecure is protected mode: every
     # other pod and the kubelet's probes would be refused.
-    insecure = env.get("LOOKASIDE_INSECURE", "").lower() not in ("", "0", "false", "no", "off")
+    insecure = (env.get("LOOKASIDE_INSECURE") or "").lower() not in ("", "0", "false", "no", "off")
     tls = env.get("LOOKASIDE_TLS_CERT") and env.get("LOOKASIDE_TLS_KEY")
     check(insecure or tls, f"{where}: listening beyond loopback needs TLS (LOOKASIDE_TLS_CERT/"
                            f"LOOKASIDE_TLS_KEY) or LOOKASIDE_INSECURE, else every peer is refused")
@@ -168,7 +168,7 @@ def check_replicated(docs, server_flags):
     where, spec = w["_file"], w["spec"]
     check(w["kind"] == "Deployment" and spec.get("replicas", 1) >= 2,
           f"{where}: a Deployment of at least 2 replicas")
-    check(selects(spec["selector"]["matchLabels"], pod_labels(w)),
+    check(selects(spec["selector"].get("matchLabels", {}), pod_labels(w)),
           f"{where}: selector does not match the pod template")
     pod = spec["template"]["spec"]
     c = pod["containers"][0]
@@ -178,12 +178,14 @@ def check_replicated(docs, server_flags):
     endpoints = [e for e in (env.get("LOOKASIDE_ETCD") or "").split(",") if e]
     if not check(endpoints, f"{where}: LOOKASIDE_ETCD names no endpoint"):
         return
-    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    ns_of = lambda d: d["metadata"].get("namespace", "default")
+    services = {(ns_of(d), d["metadata"]["name"]): d for d in docs if d["kind"] == "Service"}
     headless = [s for s in services.values() if s["spec"].get("clusterIP") == "None"
                 and selects(s["spec"].get("selector"), pod_labels(w))]
     check(headless, f"{where}: no headless Service over the replicas (reporters and clients "
                     f"dial dns:/// names resolving to all of them)")
-    sets = {d["metadata"]["name"]: d for d in workloads(docs) if d["kind"] == "StatefulSet"}
+    sets = {(ns_of(d), d["metadata"]["name"]): d for d in workloads(docs)
+            if d["kind"] == "StatefulSet"}
     for ep in endpoints:
         host, _, port = ep.rpartition(":")
         m = re.match(r"^([a-z0-9-]+)-([0-9]+)\.([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local$",
@@ -191,9 +193,11 @@ def check_replicated(docs, server_flags):
         if not check(m, f"{where}: etcd endpoint {ep!r} is not POD.SERVICE.NAMESPACE.svc."
                         f"cluster.local:PORT of a StatefulSet member"):
             continue
-        sts, idx, svc = sets.get(m.group(1)), int(m.group(2)), services.get(m.group(3))
+        ns = m.group(4)
+        sts, idx = sets.get((ns, m.group(1))), int(m.group(2))
+        svc = services.get((ns, m.group(3)))
         if not check(sts and svc, f"{where}: {ep!r}: no StatefulSet {m.group(1)} with Service "
-                                  f"{m.group(3)} in these manifests"):
+                                  f"{m.group(3)} in namespace {ns} in these manifests"):
             continue
         check(sts["spec"].get("serviceName") == m.group(3) and idx < sts["spec"].get("replicas", 1)
               and svc["spec"].get("clusterIP") == "None",
@@ -203,8 +207,9 @@ def check_replicated(docs, server_flags):
         check(container_port(ec, int(port)) == int(port)
               and any(p.get("port") == int(port) for p in svc["spec"].get("ports", [])),
               f"{where}: {ep!r}: port {port} is not served by {m.group(1)}")
-    named = {re.sub(r"-[0-9]+$", "", e.split(".")[0]) for e in endpoints}
-    for sts in [m for name, m in sorted(sets.items()) if name in named]:
+    named = {(e.split(".")[2], re.sub(r"-[0-9]+$", "", e.split(".")[0]))
+             for e in endpoints if e.count(".") >= 3}
+    for sts in [m for key, m in sorted(sets.items()) if key in named]:
         n = sts["spec"].get("replicas", 1)
         where = sts["_file"]
         check(n % 2 == 1, f"{where}: an odd number of etcd members (quorum)")
@@ -213,12 +218,12 @@ def check_replicated(docs, server_flags):
         args = " ".join(str(a) for a in sts["spec"]["template"]["spec"]["containers"][0]
                         .get("command", []) + sts["spec"]["template"]["spec"]["containers"][0]
                         .get("args", []))
-        ic = re.search(r"--initial-cluster=(\S+)", args)
+        ic = re.search(r"--initial-cluster[= ](\S+)", args)
         if check(ic, f"{where}: etcd needs --initial-cluster"):
             names = sorted(x.split("=", 1)[0] for x in ic.group(1).split(","))
             check(names == sorted(f"{sts['metadata']['name']}-{i}" for i in range(n)),
                   f"{where}: --initial-cluster names {names}, not the {n} members")
-        svc = services.get(sts["spec"].get("serviceName"), {})
+        svc = services.get((ns_of(sts), sts["spec"].get("serviceName")), {})
         check(svc.get("spec", {}).get("publishNotReadyAddresses") is True,
               f"{where}: the members' headless Service must publish not-ready addresses "
               f"(members find each other before the cluster has a leader)")
