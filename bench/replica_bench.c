@@ -358,12 +358,12 @@ static void calls_end(call *calls, size_t n, grpc_completion_queue *cq)
     }
 }
 
-/* One event of the leaving streams on cq within 20 ms: a received message
- * is dropped and the next receive started. */
-static void leave_poll(grpc_completion_queue *cq)
+/* One event of the Report streams on cq within wait_ms: a received message
+ * (an ack) is dropped and the next receive started. */
+static void reports_poll(grpc_completion_queue *cq, int wait_ms)
 {
     int op;
-    call *x = call_event(grpc_completion_queue_next(cq, after_ms(20), NULL), &op);
+    call *x = call_event(grpc_completion_queue_next(cq, after_ms(wait_ms), NULL), &op);
     if (x && op == OP_RECV && x->in) {
         grpc_byte_buffer_destroy(x->in);
         x->in = NULL;
@@ -378,7 +378,7 @@ static void reports_leave(call *calls, size_t n, grpc_completion_queue *cq)
 {
     for (size_t i = 0; i < n; i++) {
         for (double until = mono_ms() + 1000; calls[i].busy_send && mono_ms() < until;)
-            leave_poll(cq);
+            reports_poll(cq, 20);
         grpc_op op = {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
         if (!calls[i].busy_send &&
             grpc_call_start_batch(calls[i].gc, &op, 1, &calls[i].tag[OP_SEND], NULL) ==
@@ -386,7 +386,7 @@ static void reports_leave(call *calls, size_t n, grpc_completion_queue *cq)
             calls[i].busy_send = true;
     }
     for (double until = mono_ms() + 1000; mono_ms() < until;)
-        leave_poll(cq);
+        reports_poll(cq, 20);
     calls_end(calls, n, cq);
 }
 
@@ -556,13 +556,7 @@ static void bench_writes(child *rep[3], grpc_channel *etcd_ch, int nb, int warm_
                 missed++;
             next[i] += 1000;
         }
-        int op;
-        call *x = call_event(grpc_completion_queue_next(cq, after_ms(2), NULL), &op);
-        if (x && op == OP_RECV && x->in) {
-            grpc_byte_buffer_destroy(x->in);
-            x->in = NULL;
-            call_recv_again(x);
-        }
+        reports_poll(cq, 2);
     }
     long long rev1 = etcd_revision(etcd_ch);
     reports_window = reports - reports_window;
